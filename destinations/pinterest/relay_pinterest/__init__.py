@@ -1,0 +1,1 @@
+"""Relay destination for the Pinterest Conversions API (v5)."""

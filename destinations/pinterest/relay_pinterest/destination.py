@@ -1,0 +1,184 @@
+"""The Pinterest destination: settings, formatting and sending."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from relay.destinations import (
+    Destination,
+    DestinationConfig,
+    EventResult,
+    FormattedEvent,
+    Outcome,
+    Setting,
+    SettingKind,
+)
+from relay.errors import PermanentDelivery, RetryableDelivery
+from relay.events import Event
+
+from relay_pinterest.format import format_event
+
+log = logging.getLogger(__name__)
+
+API_BASE = "https://api.pinterest.com"
+TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+
+class PinterestDestination(Destination):
+    name = "pinterest"
+    title = "Pinterest"
+    batch_limit = 1000  # Pinterest's maximum per request
+    # Pinterest refuses events older than seven days.
+    max_event_age = timedelta(days=7)
+    settings = (
+        Setting(
+            "ad_account_id",
+            "Ad account ID",
+            required=True,
+            pattern=r"\d{1,18}",
+            help="digits only, as shown in Pinterest Ads Manager",
+        ),
+        Setting(
+            "conversion_token",
+            "Conversion access token",
+            kind=SettingKind.SECRET,
+            required=True,
+            help="Ads Manager → Conversions → Conversion access token",
+        ),
+        Setting(
+            "api_base",
+            "API base URL",
+            kind=SettingKind.URL,
+            default=API_BASE,
+            help="change only to send through a proxy",
+        ),
+    )
+
+    def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
+        self._transport = transport
+        self._client: httpx.Client | None = None
+        self._client_pid = 0
+
+    def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:
+        return format_event(event)
+
+    def request_body(self, batch: Sequence[FormattedEvent]) -> dict[str, Any]:
+        return {"data": [formatted.payload for formatted in batch]}
+
+    def send_batch(
+        self, batch: Sequence[FormattedEvent], config: DestinationConfig
+    ) -> list[EventResult]:
+        account = config.get("ad_account_id")
+        url = f"{str(config.get('api_base', API_BASE)).rstrip('/')}/v5/ad_accounts/{account}/events"
+        params = {"test": "true"} if config.test_mode else {}
+        headers = {"Authorization": f"Bearer {config.get('conversion_token')}"}
+
+        started = time.monotonic()
+        try:
+            response = self._http().post(
+                url, params=params, headers=headers, json=self.request_body(batch)
+            )
+        except httpx.TransportError as error:
+            log.warning(
+                "pinterest POST ad account %s: %d events, no answer: %s",
+                account,
+                len(batch),
+                type(error).__name__,
+            )
+            raise RetryableDelivery(f"no answer from Pinterest ({type(error).__name__})") from None
+
+        log.info(
+            "pinterest POST ad account %s: %d events%s → HTTP %d in %.0f ms",
+            account,
+            len(batch),
+            " (test)" if config.test_mode else "",
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return _results(batch, response)
+
+    def _http(self) -> httpx.Client:
+        # One client per process: a forked worker must not share its parent's
+        # connection pool.
+        if self._client is None or self._client_pid != os.getpid():
+            self._client = httpx.Client(timeout=TIMEOUT, transport=self._transport)
+            self._client_pid = os.getpid()
+        return self._client
+
+
+def _results(batch: Sequence[FormattedEvent], response: httpx.Response) -> list[EventResult]:
+    status = response.status_code
+    body = _json(response)
+
+    if status == 200:
+        return _per_event(batch, body.get("events"), status)
+    if status == 422 and isinstance(body.get("details"), dict):
+        # Some events were refused; details has the 200 answer's shape.
+        return _per_event(batch, body["details"].get("events"), status)
+
+    message = _message(body, response)
+    if status == 429:
+        raise RetryableDelivery(
+            "Pinterest rate limit",
+            http_status=status,
+            detail=message,
+            retry_after=_retry_after(response),
+        )
+    if status >= 500:
+        raise RetryableDelivery("Pinterest server error", http_status=status, detail=message)
+    if status in (401, 403):
+        raise PermanentDelivery(
+            "Pinterest refused the credentials", http_status=status, detail=message
+        )
+    raise PermanentDelivery("Pinterest refused the request", http_status=status, detail=message)
+
+
+def _per_event(
+    batch: Sequence[FormattedEvent], events: Any, status: int
+) -> list[EventResult]:
+    if not isinstance(events, list) or len(events) != len(batch):
+        raise RetryableDelivery(
+            "Pinterest's answer does not list every event", http_status=status
+        )
+    results = []
+    for formatted, answer in zip(batch, events, strict=True):
+        answer = answer if isinstance(answer, dict) else {}
+        processed = answer.get("status") == "processed"
+        results.append(
+            EventResult(
+                event_id=formatted.event_id,
+                outcome=Outcome.SENT if processed else Outcome.FAILED,
+                http_status=status,
+                error=answer.get("error_message") or None,
+                warning=answer.get("warning_message") or None,
+            )
+        )
+    return results
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _message(body: dict[str, Any], response: httpx.Response) -> str:
+    if "message" in body:
+        return f"{body.get('code')}: {body['message']}"
+    return response.text[:200]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None

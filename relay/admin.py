@@ -1,0 +1,140 @@
+"""What the operator's CLI commands do, on the database alone (no Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+
+from relay.config import Config
+from relay.database import Database
+from relay.destinations import SettingKind
+from relay.errors import ConfigError
+from relay.models import Delivery, DestinationSetting, Shop
+from relay.plugins import Plugins, validate_setting
+from relay.secrets import KeyRing
+from relay.shopify.webhooks import SHOP_DOMAIN
+from relay.shops import ensure_shop, find_shop, save_destination
+
+
+def _open(config: Config) -> Database:
+    db = Database(config.sqlalchemy_url)
+    if config.database_url is None:
+        # The development SQLite file is migrated on first use; a deployment's
+        # database is migrated by its release process.
+        db.upgrade()
+    return db
+
+
+def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[str]:
+    plugins = Plugins.load(config.plugins_file)
+    if shop_domain is None:
+        for name, destination in sorted(plugins.destinations.items()):
+            yield f"{name}: {destination.title} (up to {destination.batch_limit} events a request)"
+            for setting in destination.settings:
+                required = "required" if setting.required else f"default {setting.default!r}"
+                yield f"  {setting.name} ({setting.kind}, {required}): {setting.label}"
+        return
+
+    db = _open(config)
+    with db.session() as session:
+        shop = find_shop(session, shop_domain)
+        rows = [] if shop is None else session.scalars(
+            select(DestinationSetting).where(DestinationSetting.shop_id == shop.id)
+        ).all()
+        if not rows:
+            yield f"{shop_domain}: no destinations set up"
+        keyring = KeyRing.from_config(config) if rows else None
+        for row in rows:
+            mode = "test mode" if row.test_mode else "live"
+            state = "enabled" if row.enabled else "disabled"
+            yield f"{row.destination} for {shop_domain}: {state}, {mode}"
+            secrets = keyring.decrypt(row.encrypted_secrets) if keyring and row.encrypted_secrets else {}
+            destination = plugins.destinations.get(row.destination)
+            for setting in destination.settings if destination else ():
+                if setting.kind == SettingKind.SECRET:
+                    shown = "set" if secrets.get(setting.name) else "not set"
+                else:
+                    shown = repr((row.values or {}).get(setting.name, setting.default))
+                yield f"  {setting.name}: {shown}"
+
+
+def set_destination(
+    config: Config,
+    shop_domain: str,
+    name: str,
+    changes: Mapping[str, str],
+    test_mode: bool | None,
+    enabled: bool | None,
+) -> Iterator[str]:
+    if not SHOP_DOMAIN.match(shop_domain):
+        raise ConfigError(f"{shop_domain!r} is not a myshopify.com domain")
+    plugins = Plugins.load(config.plugins_file)
+    destination = plugins.destination(name)
+    declared = {setting.name: setting for setting in destination.settings}
+    unknown = sorted(set(changes) - set(declared))
+    if unknown:
+        raise ConfigError(
+            f"{name} has no setting {', '.join(unknown)} (settings: {', '.join(declared)})"
+        )
+    values = {key: validate_setting(declared[key], raw) for key, raw in changes.items()}
+
+    db = _open(config)
+    keyring = KeyRing.from_config(config)
+    now = datetime.now(timezone.utc)
+    with db.session() as session:
+        shop = ensure_shop(session, shop_domain, now)
+        save_destination(
+            session, keyring, plugins, shop, name, values, now, enabled=enabled, test_mode=test_mode
+        )
+        plugins.config_for(shop_domain, name, *_stored(session, keyring, shop, name))
+    yield f"{name} for {shop_domain}: saved"
+
+
+def _stored(session, keyring: KeyRing, shop: Shop, name: str):  # type: ignore[no-untyped-def]
+    row = session.scalars(
+        select(DestinationSetting).where(
+            DestinationSetting.shop_id == shop.id, DestinationSetting.destination == name
+        )
+    ).one()
+    secrets = keyring.decrypt(row.encrypted_secrets) if row.encrypted_secrets else {}
+    return row.values or {}, secrets, row.test_mode
+
+
+def recent_deliveries(
+    config: Config, shop_domain: str | None, status: str | None, limit: int
+) -> Iterator[str]:
+    db = _open(config)
+    with db.session() as session:
+        query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+        if shop_domain:
+            query = query.join(Shop).where(Shop.domain == shop_domain)
+        if status:
+            query = query.where(Delivery.status == status)
+        rows = session.scalars(query).all()
+        if not rows:
+            yield "no deliveries"
+        for row in rows:
+            detail = row.reason or row.error or row.warning or ""
+            http = row.http_status if row.http_status is not None else "-"
+            keys = ",".join(row.match_keys or []) or "-"
+            yield (
+                f"{row.updated_at:%Y-%m-%d %H:%M:%S} {row.shop.domain} {row.destination} "
+                f"{row.event.name} {row.event.event_id} {row.status} http={http} "
+                f"attempts={row.attempts} keys={keys}"
+                + (f" ({detail})" if detail else "")
+                + (" [test]" if row.test_mode else "")
+            )
+
+
+def rotate_secrets(config: Config) -> int:
+    db = _open(config)
+    keyring = KeyRing.from_config(config)
+    count = 0
+    with db.session() as session:
+        for row in session.scalars(select(DestinationSetting)):
+            if row.encrypted_secrets:
+                row.encrypted_secrets = keyring.rotate(row.encrypted_secrets)
+                count += 1
+    return count

@@ -1,0 +1,305 @@
+"""The `relay` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+
+from relay import logs
+from relay.config import Config
+from relay.errors import BadInput, ConfigError, RelayError
+
+REDIS_URL_FILE = "redis.url"
+
+
+@click.group()
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Relay: a Shopify store's conversions, sent to ad platforms server-side."""
+    try:
+        config = Config.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    logs.configure(config.log_level)
+    ctx.obj = config
+
+
+def main() -> None:
+    try:
+        cli()
+    except RelayError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
+
+
+# -- processes ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, help="Defaults to $PORT, then 8000.")
+@click.pass_obj
+def serve(config: Config, host: str, port: int | None) -> None:
+    """Run the web app and a worker together, for development.
+
+    With no REDIS_URL, an embedded Redis runs in the instance folder for as
+    long as this command does.
+    """
+    from werkzeug.serving import run_simple
+
+    from relay.redisconn import EmbeddedRedis
+    from relay.runtime import Runtime
+    from webapp import create_app
+
+    embedded = EmbeddedRedis(config.instance_path) if config.redis_url is None else None
+    redis_url = embedded.url if embedded else config.redis_url
+    assert redis_url is not None
+    url_file = config.instance_path / REDIS_URL_FILE
+    if embedded:
+        url_file.write_text(redis_url + "\n")
+
+    runtime = Runtime.build(config, redis_url=redis_url)
+    runtime.db.upgrade()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "worker"],
+        env={**_environ(), "REDIS_URL": redis_url},
+    )
+    try:
+        run_simple(host, port or config.port, create_app(runtime=runtime), threaded=True)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        if embedded:
+            url_file.unlink(missing_ok=True)
+            embedded.stop()
+
+
+@cli.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.pass_obj
+def worker(config: Config, burst: bool) -> None:
+    """Process queued webhooks and deliveries."""
+    from relay.worker import run_worker
+
+    run_worker(_runtime(config), burst=burst)
+
+
+# -- webhooks ----------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topic", required=True, help="The webhook topic, e.g. orders/create.")
+@click.option("--destination", "destination_name", help="Only this destination.")
+@click.option("--shop", default="preview.myshopify.com", show_default=True)
+@click.pass_obj
+def preview(
+    config: Config, file: Path, topic: str, destination_name: str | None, shop: str
+) -> None:
+    """Print the exact request body each destination would send for FILE.
+
+    Needs no Redis, database or network, and applies no age limit. With
+    --destination the body alone is printed; otherwise a JSON object keyed
+    by destination name.
+    """
+    from relay.preview import preview_bodies
+
+    bodies = preview_bodies(config, _read_json(file), topic, shop, destination_name)
+    if destination_name:
+        body = bodies[destination_name]
+        if isinstance(body, str):
+            raise click.ClickException(f"{destination_name} would not send it: {body}")
+        click.echo(json.dumps(body, indent=2))
+    else:
+        click.echo(json.dumps(bodies, indent=2))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topic", required=True, help="The webhook topic, e.g. orders/create.")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option(
+    "--now",
+    "move_to_now",
+    is_flag=True,
+    help="Move the payload's action times to now (Pinterest refuses events "
+    "older than 7 days).",
+)
+@click.pass_obj
+def replay(config: Config, file: Path, topic: str, shop: str, move_to_now: bool) -> None:
+    """Queue FILE as if Shopify had delivered it to this shop."""
+    from relay.intake import accept_webhook
+    from relay.preview import move_times
+    from relay.shopify.webhooks import SHOP_DOMAIN, TOPICS
+
+    if not SHOP_DOMAIN.match(shop):
+        raise click.BadParameter("expected a myshopify.com domain", param_hint="--shop")
+    if topic not in TOPICS:
+        raise click.BadParameter(f"Relay does not use {topic}", param_hint="--topic")
+
+    runtime = _runtime(config)
+    payload = _read_json(file)
+    if move_to_now:
+        payload = move_times(payload, runtime.clock.now())
+    webhook_id = f"replay-{uuid.uuid4()}"
+    accept_webhook(
+        runtime.queue,
+        config,
+        shop=shop,
+        topic=topic,
+        webhook_id=webhook_id,
+        body=json.dumps(payload).encode(),
+    )
+    click.echo(f"queued {topic} for {shop} as webhook {webhook_id}")
+
+
+# -- destinations --------------------------------------------------------------
+
+
+@cli.group()
+def destinations() -> None:
+    """Set up and inspect destinations."""
+
+
+@destinations.command("list")
+@click.option("--shop", help="Show this shop's settings.")
+@click.pass_obj
+def destinations_list(config: Config, shop: str | None) -> None:
+    """List loaded destinations, or one shop's settings for each."""
+    from relay.admin import describe_destinations
+
+    for line in describe_destinations(config, shop):
+        click.echo(line)
+
+
+@destinations.command("set")
+@click.argument("name")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A setting; repeat for several. A secret given as KEY=- is asked for.",
+)
+@click.option("--test-mode/--live", default=None, help="Send as test events, or live.")
+@click.option("--enable/--disable", default=None)
+@click.pass_obj
+def destinations_set(
+    config: Config,
+    name: str,
+    shop: str,
+    assignments: tuple[str, ...],
+    test_mode: bool | None,
+    enable: bool | None,
+) -> None:
+    """Change a shop's settings for destination NAME."""
+    from relay.admin import set_destination
+
+    changes: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {assignment!r}")
+        if value == "-":
+            value = click.prompt(key, hide_input=True)
+        changes[key.strip()] = value
+    for line in set_destination(config, shop, name, changes, test_mode, enable):
+        click.echo(line)
+
+
+# -- the log and maintenance ------------------------------------------------------
+
+
+@cli.command()
+@click.option("--shop", help="Only this shop.")
+@click.option("--status", help="Only this status (queued, sent, failed, skipped, retrying).")
+@click.option("--limit", default=20, show_default=True)
+@click.pass_obj
+def deliveries(config: Config, shop: str | None, status: str | None, limit: int) -> None:
+    """The most recent deliveries, newest first."""
+    from relay.admin import recent_deliveries
+
+    for line in recent_deliveries(config, shop, status, limit):
+        click.echo(line)
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(config: Config) -> None:
+    """Apply every pending migration (the release process runs this)."""
+    from relay.database import Database
+
+    Database(config.sqlalchemy_url).upgrade()
+    click.echo("database is up to date")
+
+
+@cli.group()
+def secrets() -> None:
+    """Keys for secrets at rest."""
+
+
+@secrets.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new key for RELAY_SECRET_KEY."""
+    from relay.secrets import new_key
+
+    click.echo(new_key())
+
+
+@secrets.command("rotate")
+@click.pass_obj
+def secrets_rotate(config: Config) -> None:
+    """Re-encrypt every stored secret with the first key of RELAY_SECRET_KEY."""
+    from relay.admin import rotate_secrets
+
+    click.echo(f"re-encrypted {rotate_secrets(config)} settings")
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _runtime(config: Config) -> Any:
+    """A runtime on REDIS_URL, or on the embedded Redis `relay serve` runs."""
+    from relay.runtime import Runtime
+
+    url = config.redis_url
+    url_file = config.instance_path / REDIS_URL_FILE
+    if url is None and url_file.exists():
+        url = url_file.read_text().strip()
+    if url is None:
+        raise click.ClickException(
+            "no Redis: set REDIS_URL, or start `relay serve` (it runs an embedded Redis)"
+        )
+    return Runtime.build(config, redis_url=url)
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        payload = json.loads(file.read_bytes())
+    except ValueError as error:
+        raise BadInput(f"{file}: not JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise BadInput(f"{file}: expected a JSON object")
+    return payload
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Configuration, read from the environment when a process starts.
+
+Names follow Shopify CLI (`SHOPIFY_*`, `SCOPES`) and Heroku (`REDIS_URL`,
+`DATABASE_URL`, `PORT`); everything else is `RELAY_`-prefixed. Nothing is
+read at import time: `Config.from_env()` is called by the app factory, the
+worker and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from relay.errors import ConfigError
+
+MiB = 1024 * 1024
+HOUR = 3600
+DAY = 24 * HOUR
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a Relay process needs to know about its deployment."""
+
+    instance_path: Path = Path("instance")
+    shopify_api_key: str = ""
+    shopify_api_secret: str = ""
+    # Shopify may keep signing with the old secret for a while after a
+    # rotation; webhooks signed with either are accepted.
+    shopify_previous_api_secret: str = ""
+    shopify_app_url: str = ""
+    scopes: str = ""
+    redis_url: str | None = None  # None: an embedded Redis in the instance folder
+    database_url: str | None = None  # None: SQLite in the instance folder
+    port: int = 8000
+    secret_keys: tuple[str, ...] = ()
+    plugins_file: Path = Path("plugins.toml")
+    queue_name: str = "relay"
+    log_level: str = "INFO"
+    webhook_max_bytes: int = 5 * MiB
+    # Longer than Shopify's 4-hour retry window, so a redelivery is recognised.
+    webhook_dedupe_seconds: int = 24 * HOUR
+    # How long a webhook body may wait in Redis for its job.
+    inbox_seconds: int = 7 * DAY
+    # How long a normalized event (personal data included) waits for delivery.
+    event_seconds: int = 7 * DAY
+    # RQ keeps finished jobs this long; failed ones (ids only) longer, to debug.
+    job_result_seconds: int = 10 * 60
+    job_failure_seconds: int = 7 * DAY
+    job_timeout_seconds: int = 120
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if environ is None else environ
+        keys = tuple(k.strip() for k in env.get("RELAY_SECRET_KEY", "").split(",") if k.strip())
+
+        return cls(
+            instance_path=Path(env.get("RELAY_INSTANCE_PATH", "instance")).resolve(),
+            shopify_api_key=env.get("SHOPIFY_API_KEY", ""),
+            shopify_api_secret=env.get("SHOPIFY_API_SECRET", ""),
+            shopify_previous_api_secret=env.get("RELAY_PREVIOUS_SHOPIFY_API_SECRET", ""),
+            shopify_app_url=env.get("SHOPIFY_APP_URL", ""),
+            scopes=env.get("SCOPES", ""),
+            redis_url=env.get("REDIS_URL") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            port=_int(env, "PORT", 8000),
+            secret_keys=keys,
+            plugins_file=Path(env.get("RELAY_PLUGINS_FILE", "plugins.toml")),
+            queue_name=env.get("RELAY_QUEUE", "relay"),
+            log_level=env.get("RELAY_LOG_LEVEL", "INFO").upper(),
+            webhook_max_bytes=_int(env, "RELAY_WEBHOOK_MAX_BYTES", 5 * MiB),
+            webhook_dedupe_seconds=_int(env, "RELAY_WEBHOOK_DEDUPE_SECONDS", 24 * HOUR),
+            inbox_seconds=_int(env, "RELAY_INBOX_SECONDS", 7 * DAY),
+            event_seconds=_int(env, "RELAY_EVENT_SECONDS", 7 * DAY),
+            job_result_seconds=_int(env, "RELAY_JOB_RESULT_SECONDS", 10 * 60),
+            job_failure_seconds=_int(env, "RELAY_JOB_FAILURE_SECONDS", 7 * DAY),
+            job_timeout_seconds=_int(env, "RELAY_JOB_TIMEOUT_SECONDS", 120),
+        )
+
+    def with_changes(self, **changes: object) -> Config:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        return tuple(
+            s for s in (self.shopify_api_secret, self.shopify_previous_api_secret) if s
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in SQLAlchemy's form, psycopg 3 for PostgreSQL."""
+        if self.database_url is None:
+            return f"sqlite:///{self.instance_path / 'relay.db'}"
+        url = self.database_url
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value

@@ -1,0 +1,165 @@
+"""Sending one logged delivery to its destination and logging the outcome.
+
+Statuses in the delivery log: `queued` → `sent` | `failed` | `skipped`, with
+`retrying` while RQ retries a delivery the platform or network failed.
+The payload is logged as sent, with unhashed identifiers masked.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from relay import keys
+from relay.destinations import Destination, DestinationConfig, FormattedEvent, Outcome, Skip
+from relay.errors import ConfigError, PermanentDelivery, RetryableDelivery
+from relay.events import Event
+from relay.models import Delivery
+from relay.runtime import Runtime
+from relay.shops import destination_config
+
+log = logging.getLogger(__name__)
+
+PENDING = ("queued", "retrying")
+
+
+@dataclass
+class Prepared:
+    destination: Destination
+    config: DestinationConfig
+    formatted: FormattedEvent
+
+
+def deliver(runtime: Runtime, delivery_id: int, *, last_attempt: bool) -> None:
+    """Send delivery `delivery_id` unless it is done or must be skipped.
+
+    Raises RetryableDelivery when the platform or network failed and another
+    attempt is left, so RQ retries the job; on the last attempt the delivery
+    is marked failed instead.
+    """
+    with runtime.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None or delivery.status not in PENDING:
+            status = "missing" if delivery is None else delivery.status
+            log.info("delivery %s: nothing to do (%s)", delivery_id, status)
+            return
+        prepared = _prepare(runtime, session, delivery)
+        if prepared is None:
+            return
+        delivery.attempts += 1
+        delivery.test_mode = prepared.config.test_mode
+        delivery.match_keys = list(prepared.formatted.match_keys)
+        delivery.payload = prepared.formatted.logged_payload
+        label = _label(delivery, prepared.formatted.event_id)
+
+    try:
+        results = prepared.destination.send_batch([prepared.formatted], prepared.config)
+    except RetryableDelivery as error:
+        _record_retryable(runtime, delivery_id, label, error, last_attempt)
+        if not last_attempt:
+            raise
+        return
+    except PermanentDelivery as error:
+        log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
+        _update(runtime, delivery_id, "failed", error.reason, error.http_status, error.detail)
+        return
+
+    result = results[0]
+    status = "sent" if result.outcome == Outcome.SENT else "failed"
+    log.info("%s: %s (HTTP %s)", label, status, result.http_status)
+    _update(
+        runtime,
+        delivery_id,
+        status,
+        None,
+        result.http_status,
+        result.error,
+        warning=result.warning,
+    )
+
+
+def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared | None:
+    """Everything needed to send, or None after logging why it is skipped."""
+    now = runtime.clock.now()
+    label = _label(delivery, delivery.event.event_id)
+
+    def skip(reason: str, status: str = "skipped") -> None:
+        log.info("%s: %s, %s", label, status, reason)
+        delivery.status = status
+        delivery.reason = reason
+        delivery.updated_at = now
+
+    if not delivery.shop.installed:
+        return skip("shop uninstalled")
+    destination = runtime.plugins.destinations.get(delivery.destination)
+    if destination is None:
+        return skip("destination plugin not loaded")
+    try:
+        config = destination_config(
+            session, runtime.keyring, runtime.plugins, delivery.shop, delivery.destination
+        )
+    except ConfigError as error:
+        return skip(f"settings incomplete: {error}", status="failed")
+    if config is None:
+        return skip("destination disabled")
+
+    stored = runtime.redis.get(keys.event(delivery.event_pk))
+    if stored is None:
+        return skip("event expired before delivery", status="failed")
+    event = Event.from_json(stored)
+
+    if event.test and not config.test_mode:
+        return skip("test order")
+    if destination.max_event_age and now - event.occurred_at > destination.max_event_age:
+        return skip("too old")
+    try:
+        formatted = destination.format_event(event, config)
+    except Skip as reason:
+        return skip(reason.reason)
+    return Prepared(destination, config, formatted)
+
+
+def _record_retryable(
+    runtime: Runtime,
+    delivery_id: int,
+    label: str,
+    error: RetryableDelivery,
+    last_attempt: bool,
+) -> None:
+    if last_attempt:
+        log.error("%s: giving up after the last retry: %s", label, error.reason)
+        _update(runtime, delivery_id, "failed", f"gave up: {error.reason}", error.http_status, error.detail)
+    else:
+        log.warning("%s: will retry: %s", label, error.reason)
+        _update(runtime, delivery_id, "retrying", error.reason, error.http_status, error.detail)
+
+
+def _update(
+    runtime: Runtime,
+    delivery_id: int,
+    status: str,
+    reason: str | None,
+    http_status: int | None,
+    error: str | None,
+    *,
+    warning: str | None = None,
+) -> None:
+    with runtime.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            return  # deleted meanwhile (a privacy request); nothing to record
+        delivery.status = status
+        delivery.reason = reason
+        delivery.http_status = http_status
+        delivery.error = error or None
+        delivery.warning = warning or None
+        delivery.updated_at = runtime.clock.now()
+
+
+def _label(delivery: Delivery, event_id: str) -> str:
+    return (
+        f"delivery {delivery.id} ({delivery.destination}, {delivery.event.name} "
+        f"{event_id}, {delivery.shop.domain})"
+    )

@@ -1,0 +1,143 @@
+"""What a destination is, for the core and for plugin authors.
+
+A destination plugin registers `Destination` objects through the
+`relay_register_destinations` hook (see `relay.hookspecs`). The core calls
+their methods; a destination never touches Redis, the database or the queue.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from relay.events import Event
+
+
+class SettingKind(StrEnum):
+    TEXT = "text"
+    SECRET = "secret"  # encrypted at rest, never shown again once saved
+    BOOLEAN = "boolean"
+    URL = "url"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of a destination's settings form.
+
+    `pattern` (a regular expression the whole value must match) and
+    `help` give the admin form and the CLI what they need to say what is
+    wrong with a value.
+    """
+
+    name: str
+    label: str
+    kind: SettingKind = SettingKind.TEXT
+    required: bool = False
+    default: Any = None
+    pattern: str | None = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class FormattedEvent:
+    """One event in the platform's own format.
+
+    `payload` is sent. `logged_payload` is what the delivery log keeps: the
+    same, with unhashed identifiers (IP, user agent, click ids) masked.
+    `match_keys` names the identifiers present, never their values.
+    """
+
+    event_id: str
+    payload: dict[str, Any]
+    logged_payload: dict[str, Any]
+    match_keys: tuple[str, ...] = ()
+
+
+class Skip(Exception):
+    """Raised by `format_event` for an event this destination does not send.
+
+    `reason` is a short, stable phrase ("unsupported event", "no match keys")
+    that the delivery log and the merchant's counts group by.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # the platform accepted the event
+    FAILED = "failed"  # the platform rejected this event
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What the platform said about one event of a batch."""
+
+    event_id: str
+    outcome: Outcome
+    http_status: int | None = None
+    error: str | None = None
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """A shop's settings for a destination, secrets already decrypted.
+
+    `values` holds every declared setting, defaults filled in; `test_mode`
+    is the core's own switch for sending as a test (e.g. Pinterest's
+    `?test=true`).
+    """
+
+    shop: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    test_mode: bool = False
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.values.get(name)
+        return default if value is None else value
+
+
+class Destination(ABC):
+    """An ad platform Relay can send events to.
+
+    Subclasses set the class attributes and implement the three methods.
+    Methods may be called from several worker processes at once; keep no
+    per-shop state on the object.
+    """
+
+    #: Stable identifier, used in plugins.toml, the CLI and the delivery log.
+    name: str
+    #: What the merchant sees.
+    title: str
+    #: The most events one request may carry.
+    batch_limit: int = 1
+    #: Events older than this are not sent (the platform would refuse them).
+    max_event_age: timedelta | None = None
+    #: The settings form.
+    settings: tuple[Setting, ...] = ()
+
+    @abstractmethod
+    def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:
+        """The event in the platform's format; raise `Skip` to not send it."""
+
+    @abstractmethod
+    def request_body(self, batch: Sequence[FormattedEvent]) -> Any:
+        """The JSON body one request for `batch` carries (for `relay preview`)."""
+
+    @abstractmethod
+    def send_batch(
+        self, batch: Sequence[FormattedEvent], config: DestinationConfig
+    ) -> list[EventResult]:
+        """Send `batch` in one request; one result per event, in order.
+
+        Raise `relay.errors.RetryableDelivery` when the whole batch may
+        succeed later (network, timeout, 429, 5xx) and
+        `relay.errors.PermanentDelivery` when it cannot (bad credentials,
+        a request the platform refuses as a whole).
+        """

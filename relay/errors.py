@@ -1,0 +1,75 @@
+"""Every error Relay raises on purpose, under one root.
+
+    RelayError
+    ├── ConfigError              the deployment is set up wrong; fix and restart
+    ├── BadInput                 a request or file Relay cannot use (has an HTTP status)
+    │   └── BadWebhook
+    └── DeliveryError            a destination did not take an event
+        ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
+        └── PermanentDelivery    sending the same thing again cannot work
+
+Destination plugins raise the delivery errors; the core decides what a retry
+means. Anything else that escapes is a bug and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class RelayError(Exception):
+    """Root of every error Relay raises on purpose."""
+
+
+class ConfigError(RelayError):
+    """The deployment's configuration is missing or contradictory."""
+
+
+class BadInput(RelayError):
+    """Input Relay refuses; `status` is the HTTP status that says why."""
+
+    status: int = 400
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+
+class BadWebhook(BadInput):
+    """A webhook delivery that fails verification or cannot be parsed."""
+
+
+class DeliveryError(RelayError):
+    """A destination did not accept a batch.
+
+    `http_status` is the platform's answer when there was one; `detail` is the
+    platform's own message, safe to log (it never carries personal data that
+    Relay sent, only what the platform says about it).
+    """
+
+    def __init__(
+        self, reason: str, *, http_status: int | None = None, detail: str = ""
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
+        self.detail = detail
+
+
+class RetryableDelivery(DeliveryError):
+    """The platform or the network failed; the same batch may succeed later."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        http_status: int | None = None,
+        detail: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, http_status=http_status, detail=detail)
+        self.retry_after = retry_after
+
+
+class PermanentDelivery(DeliveryError):
+    """The platform refused the batch; resending it unchanged cannot help."""

@@ -1,0 +1,85 @@
+"""Accepting a webhook: remember the delivery, keep the body, queue a job.
+
+The three happen in one Redis transaction, so a delivery is either fully
+accepted (and any redelivery is recognised) or not at all (and Shopify's
+retry brings it again). The job receives ids only; the body, which carries
+personal data, waits under a key with a TTL and is deleted once processed.
+"""
+
+from __future__ import annotations
+
+import logging
+from enum import Enum
+
+import redis
+from rq import Queue, Retry
+
+from relay import keys
+from relay.config import Config
+
+log = logging.getLogger(__name__)
+
+PROCESS_WEBHOOK = "relay.jobs.process_webhook"
+
+
+class Acceptance(Enum):
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"
+
+
+def accept_webhook(
+    queue: Queue,
+    config: Config,
+    *,
+    shop: str,
+    topic: str,
+    webhook_id: str,
+    body: bytes,
+) -> Acceptance:
+    """Queue one delivery unless it was accepted before.
+
+    Raises redis.RedisError when Redis cannot be reached; the caller answers
+    so that Shopify retries.
+    """
+    connection: redis.Redis = queue.connection
+    seen_key = keys.webhook_seen(shop, webhook_id)
+
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(seen_key)
+            if pipe.exists(seen_key):
+                return Acceptance.DUPLICATE
+            pipe.multi()
+            pipe.set(seen_key, topic, ex=config.webhook_dedupe_seconds)
+            pipe.set(keys.inbox(shop, webhook_id), body, ex=config.inbox_seconds)
+            enqueue_processing(queue, config, shop, topic, webhook_id, pipeline=pipe)
+            pipe.execute()
+        except redis.WatchError:
+            # A concurrent delivery of the same webhook won the race.
+            return Acceptance.DUPLICATE
+
+    log.info("webhook %s from %s: queued %s", webhook_id, shop, topic)
+    return Acceptance.QUEUED
+
+
+def enqueue_processing(
+    queue: Queue,
+    config: Config,
+    shop: str,
+    topic: str,
+    webhook_id: str,
+    *,
+    pipeline: redis.client.Pipeline | None = None,
+) -> None:
+    """Queue `process_webhook` for a body already stored in the inbox."""
+    queue.enqueue_call(
+        PROCESS_WEBHOOK,
+        args=(shop, topic, webhook_id),
+        # A description without arguments keeps ids, not bodies, in RQ's logs.
+        description=f"process {topic} webhook",
+        timeout=config.job_timeout_seconds,
+        result_ttl=config.job_result_seconds,
+        failure_ttl=config.job_failure_seconds,
+        retry=Retry(max=5, interval=[10, 60, 300, 1800, 3600]),
+        pipeline=pipeline,
+    )

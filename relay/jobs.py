@@ -1,0 +1,20 @@
+"""RQ jobs. Each takes ids only: personal data stays in Redis keys with TTLs
+and in the database, never in a job's arguments, result or description."""
+
+from __future__ import annotations
+
+from rq import get_current_job
+
+from relay import delivery, pipeline, runtime
+
+
+def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
+    """Normalize a stored webhook body and queue its deliveries."""
+    pipeline.process_webhook(runtime.current(), shop, topic, webhook_id)
+
+
+def deliver(delivery_id: int) -> None:
+    """Send one delivery; RQ retries it while the platform is failing."""
+    job = get_current_job()
+    last_attempt = job is None or not job.retries_left
+    delivery.deliver(runtime.current(), delivery_id, last_attempt=last_attempt)

@@ -1,0 +1,25 @@
+"""Redis key names, in one place so privacy deletion can find them all."""
+
+from __future__ import annotations
+
+PREFIX = "relay"
+
+
+def webhook_seen(shop: str, webhook_id: str) -> str:
+    """Marks a delivery as accepted, for as long as Shopify may redeliver it."""
+    return f"{PREFIX}:webhook-seen:{shop}:{webhook_id}"
+
+
+def inbox(shop: str, webhook_id: str) -> str:
+    """A webhook body waiting for its job; deleted once processed."""
+    return f"{PREFIX}:inbox:{shop}:{webhook_id}"
+
+
+def event(event_pk: int) -> str:
+    """A normalized event (personal data included) waiting for delivery."""
+    return f"{PREFIX}:event:{event_pk}"
+
+
+def cart(shop: str, token: str) -> str:
+    """A cart's lines, kept for the browser-side matching to come."""
+    return f"{PREFIX}:cart:{shop}:{token}"

@@ -1,0 +1,228 @@
+"""From a queued webhook to deliveries: what each topic does.
+
+| topic                          | outcome                                         |
+| orders/create, orders/paid,    | one purchase per order, whichever comes first   |
+|   orders/updated               |   (Shopify does not guarantee their order)      |
+| checkouts/create               | begin checkout, event id = checkout token       |
+| carts/create, carts/update     | the cart's lines kept for browser-side matching |
+| app/uninstalled                | the shop stops sending                          |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from rq import Queue, Retry
+from rq.job import Job
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay import keys
+from relay.errors import BadInput
+from relay.events import Event
+from relay.models import Delivery, EventRecord, Shop
+from relay.runtime import Runtime
+from relay.shopify import normalize
+from relay.shops import active_destinations, ensure_shop, mark_uninstalled
+
+log = logging.getLogger(__name__)
+
+DELIVER = "relay.jobs.deliver"
+CART_SECONDS = 30 * 24 * 3600
+
+Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[int]]
+
+
+def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) -> None:
+    """Turn one stored webhook body into events and queue their deliveries."""
+    inbox_key = keys.inbox(shop, webhook_id)
+    body = runtime.redis.get(inbox_key)
+    if body is None:
+        log.warning(
+            "webhook %s from %s: body no longer stored (expired or processed)",
+            webhook_id,
+            shop,
+        )
+        return
+
+    handler = HANDLERS.get(topic)
+    payload = _payload(body)
+    if handler is None or payload is None:
+        log.warning("webhook %s from %s: nothing to do for %s", webhook_id, shop, topic)
+        runtime.redis.delete(inbox_key)
+        return
+
+    try:
+        with runtime.db.session() as session:
+            shop_row = ensure_shop(session, shop, runtime.clock.now())
+            delivery_ids = handler(runtime, session, shop_row, payload, topic)
+    except BadInput as error:
+        # Retrying cannot make an unusable payload usable.
+        log.warning("webhook %s from %s: dropped %s: %s", webhook_id, shop, topic, error)
+        delivery_ids = []
+
+    for delivery_id in delivery_ids:
+        enqueue_delivery(runtime, delivery_id)
+    runtime.redis.delete(inbox_key)
+
+
+def _payload(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _order(
+    runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
+) -> list[int]:
+    if payload.get("cancelled_at"):
+        log.info("order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain)
+        return []
+    return _event(runtime, session, shop, payload, topic)
+
+
+def _event(
+    runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
+) -> list[int]:
+    event = normalize.event_for_topic(shop.domain, topic, payload)
+    return _record(runtime, session, shop, event)
+
+
+def _cart(
+    runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
+) -> list[int]:
+    summary = normalize.cart_summary(payload)
+    runtime.redis.set(
+        keys.cart(shop.domain, summary["token"]), json.dumps(summary), ex=CART_SECONDS
+    )
+    log.info("cart for %s: %d lines kept", shop.domain, len(summary["lines"]))
+    return []
+
+
+def _uninstalled(
+    runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
+) -> list[int]:
+    mark_uninstalled(session, shop, runtime.clock.now())
+    return []
+
+
+HANDLERS: dict[str, Handler] = {
+    "orders/create": _order,
+    "orders/paid": _order,
+    "orders/updated": _order,
+    "checkouts/create": _event,
+    "carts/create": _cart,
+    "carts/update": _cart,
+    "app/uninstalled": _uninstalled,
+}
+
+
+def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> list[int]:
+    """Record `event` once and create a delivery per active destination.
+
+    Returns the deliveries to queue once the session commits. When the event
+    was made before (an order's second webhook), only deliveries that lost
+    their job are returned, so a crash between commit and enqueue heals.
+    """
+    if not shop.installed:
+        log.info("%s %s for %s: shop uninstalled, not sent", event.name, event.event_id, shop.domain)
+        return []
+
+    existing = _find_event(session, shop, event)
+    if existing is not None:
+        log.info(
+            "%s %s for %s: already made, %s adds nothing",
+            event.name,
+            event.event_id,
+            shop.domain,
+            event.origin,
+        )
+        return _orphaned_deliveries(runtime, session, existing)
+
+    now = runtime.clock.now()
+    record = EventRecord(
+        shop_id=shop.id,
+        name=event.name.value,
+        event_id=event.event_id,
+        order_id=event.commerce.order_id,
+        customer_id=event.person.customer_id,
+        origin=event.origin,
+        test=event.test,
+        occurred_at=event.occurred_at,
+        created_at=now,
+    )
+    # Should a concurrent job insert the same event between the check above and
+    # this flush, the unique constraint fails this job and RQ's retry finds it.
+    session.add(record)
+    session.flush()
+
+    runtime.redis.set(keys.event(record.id), event.to_json(), ex=runtime.config.event_seconds)
+    deliveries = [
+        Delivery(
+            event_pk=record.id,
+            shop_id=shop.id,
+            destination=name,
+            status="queued",
+            attempts=0,
+            test_mode=False,
+            match_keys=[],
+            created_at=now,
+            updated_at=now,
+        )
+        for name in active_destinations(session, shop)
+        if name in runtime.plugins.destinations
+    ]
+    session.add_all(deliveries)
+    session.flush()
+    log.info(
+        "%s %s for %s: made from %s, %d destination(s)",
+        event.name,
+        event.event_id,
+        shop.domain,
+        event.origin,
+        len(deliveries),
+    )
+    return [delivery.id for delivery in deliveries]
+
+
+def _find_event(session: Session, shop: Shop, event: Event) -> EventRecord | None:
+    query = select(EventRecord).where(
+        EventRecord.shop_id == shop.id,
+        EventRecord.name == event.name.value,
+        EventRecord.event_id == event.event_id,
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _orphaned_deliveries(runtime: Runtime, session: Session, record: EventRecord) -> list[int]:
+    query = select(Delivery.id).where(
+        Delivery.event_pk == record.id, Delivery.status == "queued"
+    )
+    return [
+        delivery_id
+        for delivery_id in session.scalars(query)
+        if not Job.exists(delivery_job_id(delivery_id), connection=runtime.redis)
+    ]
+
+
+def delivery_job_id(delivery_id: int) -> str:
+    return f"deliver-{delivery_id}"
+
+
+def enqueue_delivery(runtime: Runtime, delivery_id: int, queue: Queue | None = None) -> None:
+    config = runtime.config
+    (queue or runtime.queue).enqueue_call(
+        DELIVER,
+        args=(delivery_id,),
+        job_id=delivery_job_id(delivery_id),
+        description="deliver event",
+        timeout=config.job_timeout_seconds,
+        result_ttl=config.job_result_seconds,
+        failure_ttl=config.job_failure_seconds,
+        retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600, 7200, 14400]),
+    )

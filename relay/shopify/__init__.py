@@ -1,0 +1,1 @@
+"""Everything Relay knows about Shopify's inputs."""

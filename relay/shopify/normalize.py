@@ -1,0 +1,366 @@
+"""Shopify webhook payloads → neutral events.
+
+Parsing is lenient about fields Shopify adds or leaves null, and strict about
+the few that an event cannot exist without (an id, a time): those raise
+`BadInput`, which the job logs and drops instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from relay.errors import BadInput
+from relay.events import (
+    ActionSource,
+    Commerce,
+    Event,
+    EventName,
+    Item,
+    Person,
+)
+
+log = logging.getLogger(__name__)
+
+Payload = Mapping[str, Any]
+
+
+def order_to_purchase(shop: str, order: Payload, topic: str) -> Event:
+    """The purchase an order webhook reports.
+
+    The event id is the order id, so a browser tag reporting the same order
+    deduplicates against it. The time is `processed_at`, when the buyer paid
+    or the order was placed, not when the webhook fired.
+    """
+    order_id = _required_id(order, "id", "order")
+    occurred_at = _time(order.get("processed_at") or order.get("created_at"))
+    currency, value = _order_value(order, shop, order_id)
+
+    return Event(
+        shop=shop,
+        name=EventName.PURCHASE,
+        event_id=order_id,
+        occurred_at=occurred_at,
+        action_source=_action_source(order),
+        person=_person(order),
+        commerce=Commerce(
+            currency=currency,
+            value=value,
+            order_id=order_id,
+            items=_items(order.get("line_items"), _money_side(order)),
+        ),
+        test=order.get("test") is True,
+        origin=f"webhook:{topic}",
+    )
+
+
+def checkout_to_begin_checkout(shop: str, checkout: Payload, topic: str) -> Event:
+    """The begun checkout a `checkouts/create` webhook reports.
+
+    Its event id is the checkout token. Checkout payloads carry amounts in
+    the shop's currency only, so value and currency both come from there.
+    """
+    token = checkout.get("token")
+    if not isinstance(token, str) or not token:
+        raise BadInput("checkout has no token")
+    occurred_at = _time(checkout.get("created_at"))
+    currency = _text(checkout.get("currency"))
+    value = _decimal(checkout.get("subtotal_price"))
+    log.info(
+        "checkout %s for %s: valued in shop currency %s "
+        "(checkout payloads carry no buyer-currency amounts)",
+        token,
+        shop,
+        currency,
+    )
+
+    return Event(
+        shop=shop,
+        name=EventName.BEGIN_CHECKOUT,
+        event_id=token,
+        occurred_at=occurred_at,
+        action_source=_action_source(checkout),
+        person=_person(checkout),
+        commerce=Commerce(
+            currency=currency,
+            value=value,
+            items=_items(checkout.get("line_items"), "shop_money"),
+        ),
+        origin=f"webhook:{topic}",
+    )
+
+
+def cart_summary(cart: Payload) -> dict[str, Any]:
+    """What Relay keeps of a cart: its token and lines, no personal data.
+
+    Shopify's cart token may carry a `?key=` suffix (as `/cart.js` returns
+    it); orders and checkouts refer to the part before it.
+    """
+    token = cart.get("token") or cart.get("id")
+    if not isinstance(token, str) or not token:
+        raise BadInput("cart has no token")
+
+    lines = []
+    for line in _list(cart.get("line_items")):
+        if not isinstance(line, Mapping):
+            continue
+        # The buyer's price where the payload has it, with its own currency.
+        currency, price = _money(line.get("price_set"), "presentment_money")
+        if price is None:
+            currency, price = None, _decimal(line.get("price"))
+        lines.append(
+            {
+                "variant_id": _id_text(line.get("variant_id")),
+                "product_id": _id_text(line.get("product_id")),
+                "quantity": _quantity(line.get("quantity")),
+                "price": None if price is None else str(price),
+                "currency": currency,
+            }
+        )
+    return {
+        "token": token.split("?", 1)[0],
+        "updated_at": _text(cart.get("updated_at")),
+        "lines": lines,
+    }
+
+
+# -- value -------------------------------------------------------------------
+
+
+def _money_side(order: Payload) -> str:
+    """Which side of Shopify's money sets this order's amounts come from.
+
+    The buyer's (presentment) money where the payload has it, so the value
+    is what the buyer saw; the shop's otherwise.
+    """
+    currency, amount = _money(order.get("subtotal_price_set"), "presentment_money")
+    return "presentment_money" if currency and amount is not None else "shop_money"
+
+
+def _order_value(order: Payload, shop: str, order_id: str) -> tuple[str | None, Decimal | None]:
+    """Subtotal after discounts, without shipping and tax, with its currency.
+
+    In stores whose prices include tax, Shopify's subtotal includes the tax
+    on the items; it is taken out so the value means the same everywhere.
+    """
+    side = _money_side(order)
+    currency, subtotal = _money(order.get("subtotal_price_set"), side)
+    if side == "shop_money":
+        log.info(
+            "order %s for %s: no buyer-currency amounts, valued in shop money",
+            order_id,
+            shop,
+        )
+        currency = currency or _text(order.get("currency"))
+        if subtotal is None:
+            subtotal = _decimal(order.get("subtotal_price"))
+    if subtotal is None:
+        return currency, None
+
+    if order.get("taxes_included") is True:
+        subtotal -= _included_item_tax(order.get("line_items"), side)
+    return currency, subtotal
+
+
+def _included_item_tax(lines: Any, side: str) -> Decimal:
+    total = Decimal("0")
+    for line in _list(lines):
+        if not isinstance(line, Mapping):
+            continue
+        for tax in _list(line.get("tax_lines")):
+            if isinstance(tax, Mapping):
+                amount = _money(tax.get("price_set"), side)[1]
+                if amount is None and side == "shop_money":
+                    amount = _decimal(tax.get("price"))
+                total += amount or Decimal("0")
+    return total
+
+
+def _money(money_set: Any, side: str) -> tuple[str | None, Decimal | None]:
+    if not isinstance(money_set, Mapping):
+        return None, None
+    money = money_set.get(side)
+    if not isinstance(money, Mapping):
+        return None, None
+    return _text(money.get("currency_code")), _decimal(money.get("amount"))
+
+
+def _items(lines: Any, side: str) -> tuple[Item, ...]:
+    items = []
+    for line in _list(lines):
+        if not isinstance(line, Mapping):
+            continue
+        price = _money(line.get("price_set"), side)[1]
+        if price is None:
+            price = _decimal(line.get("price"))
+        items.append(
+            Item(
+                product_id=_id_text(line.get("product_id")),
+                variant_id=_id_text(line.get("variant_id")),
+                sku=_text(line.get("sku")),
+                name=_text(line.get("title")) or _text(line.get("name")),
+                brand=_text(line.get("vendor")),
+                unit_price=price,
+                quantity=_quantity(line.get("quantity")),
+            )
+        )
+    return tuple(items)
+
+
+# -- person ------------------------------------------------------------------
+
+
+def _person(payload: Payload) -> Person:
+    """The buyer as the payload describes them.
+
+    Billing address first (Pinterest asks for the residence, mostly billing),
+    then shipping, then the customer's default address.
+    """
+    customer = _mapping(payload.get("customer"))
+    address = _first_address(
+        payload.get("billing_address"),
+        payload.get("shipping_address"),
+        customer.get("default_address"),
+    )
+    client = _mapping(payload.get("client_details"))
+
+    return Person(
+        email=_first_text(
+            payload.get("email"), payload.get("contact_email"), customer.get("email")
+        ),
+        phone=_first_text(
+            payload.get("phone"),
+            address.get("phone"),
+            customer.get("phone"),
+        ),
+        first_name=_first_text(address.get("first_name"), customer.get("first_name")),
+        last_name=_first_text(address.get("last_name"), customer.get("last_name")),
+        city=_text(address.get("city")),
+        region=_text(address.get("province_code")),
+        postal_code=_text(address.get("zip")),
+        country=_text(address.get("country_code")),
+        customer_id=_id_text(customer.get("id")),
+        ip=_first_text(payload.get("browser_ip"), client.get("browser_ip")),
+        user_agent=_text(client.get("user_agent")),
+        click_ids=_click_ids(payload.get("landing_site")),
+    )
+
+
+def _first_address(*candidates: Any) -> Mapping[str, Any]:
+    for candidate in candidates:
+        if isinstance(candidate, Mapping) and any(candidate.values()):
+            return candidate
+    return {}
+
+
+def _click_ids(landing_site: Any) -> dict[str, str]:
+    """Ad click ids on the landing URL; Pinterest's arrives as `epik`."""
+    if not isinstance(landing_site, str) or "?" not in landing_site:
+        return {}
+    query = parse_qs(urlsplit(landing_site).query)
+    epik = query.get("epik", [""])[0].strip()
+    return {"epik": epik} if epik else {}
+
+
+def _action_source(payload: Payload) -> ActionSource:
+    """Web when a browser was involved; offline for POS and browserless orders."""
+    if payload.get("source_name") == "pos":
+        return ActionSource.OFFLINE
+    client = _mapping(payload.get("client_details"))
+    if payload.get("browser_ip") or client.get("browser_ip") or client.get("user_agent"):
+        return ActionSource.WEB
+    if payload.get("source_name") == "web":
+        return ActionSource.WEB
+    return ActionSource.OFFLINE
+
+
+# -- small parsers -------------------------------------------------------------
+
+
+def _required_id(payload: Payload, key: str, what: str) -> str:
+    value = _id_text(payload.get(key))
+    if value is None:
+        raise BadInput(f"{what} has no {key}")
+    return value
+
+
+def _id_text(value: Any) -> str | None:
+    """Shopify ids arrive as JSON integers in webhooks and strings elsewhere."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip().rsplit("/", 1)[-1]  # gid://shopify/Order/123 → 123
+    return None
+
+
+def _time(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise BadInput("payload has no usable timestamp")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"timestamp {value!r} is not ISO 8601") from None
+    if parsed.tzinfo is None:
+        raise BadInput(f"timestamp {value!r} has no UTC offset")
+    return parsed
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _quantity(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _first_text(*values: Any) -> str | None:
+    for value in values:
+        text = _text(value)
+        if text:
+            return text
+    return None
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+EVENT_TOPICS = {
+    "orders/create": order_to_purchase,
+    "orders/paid": order_to_purchase,
+    "orders/updated": order_to_purchase,
+    "checkouts/create": checkout_to_begin_checkout,
+}
+
+
+def event_for_topic(shop: str, topic: str, payload: Payload) -> Event:
+    """The event a webhook of `topic` makes; BadInput if the topic makes none."""
+    build = EVENT_TOPICS.get(topic)
+    if build is None:
+        known = ", ".join(EVENT_TOPICS)
+        raise BadInput(f"{topic} makes no event (topics that do: {known})")
+    return build(shop, payload, topic)

