@@ -18,7 +18,17 @@ from relay.errors import BadInput, ConfigError, RelayError
 REDIS_URL_FILE = "redis.url"
 
 
-@click.group()
+class RelayGroup(click.Group):
+    """Shows Relay's own errors as one line, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RelayError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=RelayGroup)
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Relay: a Shopify store's conversions, sent to ad platforms server-side."""
@@ -31,11 +41,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def main() -> None:
-    try:
-        cli()
-    except RelayError as error:
-        click.echo(f"Error: {error}", err=True)
-        sys.exit(1)
+    cli()
 
 
 # -- processes ---------------------------------------------------------------

@@ -14,7 +14,7 @@ import json
 import logging
 
 import redis
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from relay.errors import BadWebhook
 from relay.intake import accept_webhook
@@ -27,7 +27,7 @@ blueprint = Blueprint("webhooks", __name__)
 
 
 @blueprint.post("/webhooks")
-def receive():  # type: ignore[no-untyped-def]
+def receive() -> Response:
     runtime: Runtime = current_app.extensions["relay"]
     body = request.get_data(cache=False)
 
@@ -81,5 +81,7 @@ def _require_json_object(body: bytes) -> None:
         raise BadWebhook("body is not a JSON object")
 
 
-def _answer(http_status: int, **fields: str):  # type: ignore[no-untyped-def]
-    return jsonify(fields), http_status
+def _answer(http_status: int, **fields: str) -> Response:
+    response = jsonify(fields)
+    response.status_code = http_status
+    return response

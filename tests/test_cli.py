@@ -1,0 +1,152 @@
+"""The `relay` command, run as an operator would."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from relay.cli import cli
+from relay.clock import SystemClock
+from relay.models import DestinationSetting
+from tests.conftest import FIXTURES, ROOT, SHOP, connect_pinterest, work
+from tests.fake_pinterest import REQUEST_SCHEMA
+
+ORDER_FILE = str(FIXTURES / "orders_create.json")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    """A clean environment: only what each test sets."""
+    for name in ("REDIS_URL", "DATABASE_URL", "RELAY_SECRET_KEY", "SHOPIFY_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    return {
+        "RELAY_INSTANCE_PATH": str(tmp_path / "instance"),
+        "RELAY_PLUGINS_FILE": str(ROOT / "plugins.toml"),
+    }
+
+
+def run(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def sha(text: str) -> list[str]:
+    return [hashlib.sha256(text.encode()).hexdigest()]
+
+
+def test_preview_prints_pinterest_body_for_an_order(env):
+    result = run(env, "preview", ORDER_FILE, "--topic", "orders/create", "--destination", "pinterest")
+
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    REQUEST_SCHEMA.validate(body)
+    (event,) = body["data"]
+    assert (event["event_name"], event["event_id"], event["action_source"]) == (
+        "checkout",
+        "6123456789012",
+        "web",
+    )
+    custom = event["custom_data"]
+    assert (custom["currency"], custom["value"], custom["num_items"]) == ("CAD", "135.00", 3)
+    user = event["user_data"]
+    assert user["click_id"] == (
+        "dj0yJnU9RkFLRV9FUElLX0ZPUl9URVNUUyZwPTEmbj1leGFtcGxlJnQ9QUFBQUFBQUFBQUFB"
+    )
+    assert user["client_ip_address"] == "203.0.113.42"
+    assert user["client_user_agent"].startswith("Mozilla/5.0 (iPhone;")
+    assert {key: user[key] for key in ("em", "ph", "fn", "ln", "ct", "st", "country", "external_id")} == {
+        "em": sha("jane@example.com"),
+        "ph": sha("15555550100"),
+        "fn": sha("jane"),
+        "ln": sha("doe"),
+        "ct": sha("toronto"),
+        "st": sha("on"),
+        "country": sha("ca"),
+        "external_id": sha("7712345678901"),
+    }
+
+
+def test_preview_without_destination_keys_bodies_by_name(env):
+    result = run(env, "preview", ORDER_FILE, "--topic", "orders/create")
+
+    assert list(json.loads(result.stdout)) == ["pinterest"]
+
+
+def test_preview_of_a_topic_that_makes_no_event_says_so(env):
+    result = run(env, "preview", str(FIXTURES / "carts_create.json"), "--topic", "carts/create")
+
+    assert result.exit_code == 1
+    assert "carts/create makes no event" in result.output
+
+
+def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path):
+    bad = run(env, "destinations", "set", "pinterest", "--shop", SHOP, "--set", "ad_account_id=acct-1")
+    assert bad.exit_code == 1
+    assert "ad_account_id: 'acct-1' is not valid (digits only" in bad.output
+
+    unknown = run(env, "destinations", "set", "pinterest", "--shop", SHOP, "--set", "colour=red")
+    assert "pinterest has no setting colour" in unknown.output
+
+    good = run(
+        env,
+        "destinations", "set", "pinterest", "--shop", SHOP, "--test-mode",
+        "--set", "ad_account_id=549755885175",
+        "--set", "conversion_token=pina_secret_value",
+    )
+    assert good.exit_code == 0, good.output
+
+    listed = run(env, "destinations", "list", "--shop", SHOP)
+    assert listed.output.splitlines() == [
+        f"pinterest for {SHOP}: enabled, test mode",
+        "  ad_account_id: '549755885175'",
+        "  conversion_token: set",
+        "  api_base: 'https://api.pinterest.com'",
+    ]
+    stored = (tmp_path / "instance" / "relay.db").read_bytes()
+    assert b"pina_secret_value" not in stored
+
+
+def test_secret_prompted_when_given_as_dash(env):
+    result = CliRunner().invoke(
+        cli,
+        ["destinations", "set", "pinterest", "--shop", SHOP,
+         "--set", "ad_account_id=1", "--set", "conversion_token=-"],
+        env=env,
+        input="pina_typed\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "pina_typed" not in result.output
+
+
+def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
+    env, runtime, pinterest, redis_url, database_url
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    pinterest.clock = SystemClock()
+    env.update(REDIS_URL=redis_url, DATABASE_URL=database_url, RELAY_QUEUE="relay-test",
+               RELAY_SECRET_KEY=runtime.config.secret_keys[0])
+
+    result = run(env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", SHOP, "--now")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"queued orders/create for {SHOP} as webhook replay-")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert event["event_id"] == "6123456789012"
+    assert abs(event["event_time"] - time.time()) < 60
+
+    log = run(env, "deliveries", "--shop", SHOP)
+    assert " pinterest purchase 6123456789012 sent http=200 attempts=1 " in log.output
+
+
+def test_replay_refuses_a_shop_that_is_not_a_myshopify_domain(env):
+    result = run(env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", "x.com")
+
+    assert result.exit_code == 2
+    assert "expected a myshopify.com domain" in result.output

@@ -1,0 +1,153 @@
+"""How a delivery ends when Pinterest or the network misbehaves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+
+from relay import delivery as delivery_module
+from relay.errors import RetryableDelivery
+from relay.models import Delivery
+from relay.shops import ensure_shop, save_destination
+from tests.conftest import SHOP, post_fixture, work
+
+
+def the_delivery(runtime) -> Delivery:  # type: ignore[no-untyped-def]
+    with runtime.db.session() as session:
+        return session.scalars(select(Delivery)).one()
+
+
+def test_pinterest_5xx_leaves_the_delivery_retrying_with_a_scheduled_retry(
+    client, runtime, pinterest, connected_shop
+):
+    pinterest.forced = (503, {"code": 4197, "message": "endpoint has been ramped down"})
+
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.reason, delivery.http_status, delivery.attempts) == (
+        "retrying",
+        "Pinterest server error",
+        503,
+        1,
+    )
+    assert delivery.error == "4197: endpoint has been ramped down"
+    assert ScheduledJobRegistry(queue=runtime.queue).get_job_ids() == [f"deliver-{delivery.id}"]
+
+
+def test_network_failure_is_retried(client, runtime, pinterest, connected_shop):
+    with runtime.db.session() as session:
+        save_destination(
+            session, runtime.keyring, runtime.plugins,
+            ensure_shop(session, SHOP, runtime.clock.now()), "pinterest",
+            {"api_base": "http://127.0.0.1:1"}, runtime.clock.now(),
+        )
+
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.reason) == (
+        "retrying",
+        "no answer from Pinterest (ConnectError)",
+    )
+
+
+def test_last_retry_marks_the_delivery_failed(client, runtime, pinterest, connected_shop):
+    pinterest.forced = (500, {"code": 1, "message": "boom"})
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+    delivery_id = the_delivery(runtime).id
+
+    delivery_module.deliver(runtime, delivery_id, last_attempt=True)
+
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.reason, delivery.attempts) == (
+        "failed",
+        "gave up: Pinterest server error",
+        2,
+    )
+
+
+def test_refused_credentials_fail_the_delivery_with_pinterests_message(
+    client, runtime, pinterest, connected_shop
+):
+    pinterest.token = "a different token"
+
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.reason, delivery.http_status, delivery.error) == (
+        "failed",
+        "Pinterest refused the credentials",
+        401,
+        "2: Authentication failed.",
+    )
+
+
+def test_event_pinterest_finds_too_old_is_failed_with_its_message(
+    client, runtime, pinterest, connected_shop, clock
+):
+    # Relay thinks the order is 6.5 days old; Pinterest's clock is a day ahead.
+    clock.advance(timedelta(days=6, hours=12))
+    pinterest.clock = type(clock)(clock.now() + timedelta(days=1))
+
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.http_status) == ("failed", 422)
+    assert delivery.error.startswith(
+        "Invalid event_timestamp parameter. Given timestamp is in the past."
+    )
+
+
+def test_retryable_error_carries_retry_after_from_a_429(client, runtime, pinterest, connected_shop):
+    from relay_pinterest.destination import _results
+
+    import httpx
+
+    response = httpx.Response(429, json={"code": 8, "message": "rate limit"}, headers={"Retry-After": "12"})
+    try:
+        _results([], response)
+    except RetryableDelivery as error:
+        assert (error.http_status, error.retry_after, error.detail) == (429, 12.0, "8: rate limit")
+    else:
+        raise AssertionError("429 must be retryable")
+
+
+def test_events_for_a_disabled_destination_are_not_sent(client, runtime, pinterest, connected_shop):
+    post_fixture(client, "orders_create.json")
+    with runtime.db.session() as session:
+        save_destination(
+            session, runtime.keyring, runtime.plugins,
+            ensure_shop(session, SHOP, runtime.clock.now()), "pinterest", {},
+            runtime.clock.now(), enabled=False,
+        )
+    work(runtime)
+
+    assert pinterest.requests == []
+    assert runtime.queue.failed_job_registry.count == 0
+
+
+def test_healthz_reports_both_dependencies(client):
+    response = client.get("/healthz")
+
+    assert (response.status_code, response.json) == (
+        200,
+        {"status": "ok", "redis": "ok", "database": "ok"},
+    )
+
+
+def test_healthz_is_503_when_redis_is_down(runtime):
+    from relay.redisconn import connect
+    from webapp import create_app
+
+    runtime.redis = connect("redis://127.0.0.1:1/0")
+    response = create_app(runtime=runtime).test_client().get("/healthz")
+
+    assert (response.status_code, response.json["redis"]) == (503, "unreachable")
