@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from relay.config import Config
 from relay.database import Database
@@ -31,18 +33,25 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
     plugins = Plugins.load(config.plugins_file)
     if shop_domain is None:
         for name, destination in sorted(plugins.destinations.items()):
-            yield f"{name}: {destination.title} (up to {destination.batch_limit} events a request)"
+            limit = destination.batch_limit
+            yield f"{name}: {destination.title} (up to {limit} events a request)"
             for setting in destination.settings:
-                required = "required" if setting.required else f"default {setting.default!r}"
+                required = (
+                    "required" if setting.required else f"default {setting.default!r}"
+                )
                 yield f"  {setting.name} ({setting.kind}, {required}): {setting.label}"
         return
 
     db = _open(config)
     with db.session() as session:
         shop = find_shop(session, shop_domain)
-        rows = [] if shop is None else session.scalars(
-            select(DestinationSetting).where(DestinationSetting.shop_id == shop.id)
-        ).all()
+        rows = (
+            []
+            if shop is None
+            else session.scalars(
+                select(DestinationSetting).where(DestinationSetting.shop_id == shop.id)
+            ).all()
+        )
         if not rows:
             yield f"{shop_domain}: no destinations set up"
         keyring = KeyRing.from_config(config) if rows else None
@@ -50,7 +59,11 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
             mode = "test mode" if row.test_mode else "live"
             state = "enabled" if row.enabled else "disabled"
             yield f"{row.destination} for {shop_domain}: {state}, {mode}"
-            secrets = keyring.decrypt(row.encrypted_secrets) if keyring and row.encrypted_secrets else {}
+            secrets = (
+                keyring.decrypt(row.encrypted_secrets)
+                if keyring and row.encrypted_secrets
+                else {}
+            )
             destination = plugins.destinations.get(row.destination)
             for setting in destination.settings if destination else ():
                 if setting.kind == SettingKind.SECRET:
@@ -76,7 +89,8 @@ def set_destination(
     unknown = sorted(set(changes) - set(declared))
     if unknown:
         raise ConfigError(
-            f"{name} has no setting {', '.join(unknown)} (settings: {', '.join(declared)})"
+            f"{name} has no setting {', '.join(unknown)} "
+            f"(settings: {', '.join(declared)})"
         )
     values = {key: validate_setting(declared[key], raw) for key, raw in changes.items()}
 
@@ -86,16 +100,27 @@ def set_destination(
     with db.session() as session:
         shop = ensure_shop(session, shop_domain, now)
         save_destination(
-            session, keyring, plugins, shop, name, values, now, enabled=enabled, test_mode=test_mode
+            session,
+            keyring,
+            plugins,
+            shop,
+            name,
+            values,
+            now,
+            enabled=enabled,
+            test_mode=test_mode,
         )
         plugins.config_for(shop_domain, name, *_stored(session, keyring, shop, name))
     yield f"{name} for {shop_domain}: saved"
 
 
-def _stored(session, keyring: KeyRing, shop: Shop, name: str):  # type: ignore[no-untyped-def]
+def _stored(
+    session: Session, keyring: KeyRing, shop: Shop, name: str
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
     row = session.scalars(
         select(DestinationSetting).where(
-            DestinationSetting.shop_id == shop.id, DestinationSetting.destination == name
+            DestinationSetting.shop_id == shop.id,
+            DestinationSetting.destination == name,
         )
     ).one()
     secrets = keyring.decrypt(row.encrypted_secrets) if row.encrypted_secrets else {}
@@ -120,7 +145,8 @@ def recent_deliveries(
             http = row.http_status if row.http_status is not None else "-"
             keys = ",".join(row.match_keys or []) or "-"
             yield (
-                f"{row.updated_at:%Y-%m-%d %H:%M:%S} {row.shop.domain} {row.destination} "
+                f"{row.updated_at:%Y-%m-%d %H:%M:%S} {row.shop.domain} "
+                f"{row.destination} "
                 f"{row.event.name} {row.event.event_id} {row.status} http={http} "
                 f"attempts={row.attempts} keys={keys}"
                 + (f" ({detail})" if detail else "")

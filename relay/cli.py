@@ -77,7 +77,9 @@ def serve(config: Config, host: str, port: int | None) -> None:
         env={**_environ(), "REDIS_URL": redis_url},
     )
     try:
-        run_simple(host, port or config.port, create_app(runtime=runtime), threaded=True)
+        run_simple(
+            host, port or config.port, create_app(runtime=runtime), threaded=True
+        )
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -138,7 +140,9 @@ def preview(
     "older than 7 days).",
 )
 @click.pass_obj
-def replay(config: Config, file: Path, topic: str, shop: str, move_to_now: bool) -> None:
+def replay(
+    config: Config, file: Path, topic: str, shop: str, move_to_now: bool
+) -> None:
     """Queue FILE as if Shopify had delivered it to this shop."""
     from relay.intake import accept_webhook
     from relay.preview import move_times
@@ -225,10 +229,14 @@ def destinations_set(
 
 @cli.command()
 @click.option("--shop", help="Only this shop.")
-@click.option("--status", help="Only this status (queued, sent, failed, skipped, retrying).")
+@click.option(
+    "--status", help="Only this status (queued, sent, failed, skipped, retrying)."
+)
 @click.option("--limit", default=20, show_default=True)
 @click.pass_obj
-def deliveries(config: Config, shop: str | None, status: str | None, limit: int) -> None:
+def deliveries(
+    config: Config, shop: str | None, status: str | None, limit: int
+) -> None:
     """The most recent deliveries, newest first."""
     from relay.admin import recent_deliveries
 
@@ -286,7 +294,8 @@ def _runtime(config: Config) -> Any:
         url = url_file.read_text().strip()
     if url is None:
         raise click.ClickException(
-            "no Redis: set REDIS_URL, or start `relay serve` (it runs an embedded Redis)"
+            "no Redis: set REDIS_URL, or start `relay serve` "
+            "(it runs an embedded Redis)"
         )
     return Runtime.build(config, redis_url=url)
 

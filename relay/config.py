@@ -55,13 +55,17 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         env = os.environ if environ is None else environ
-        keys = tuple(k.strip() for k in env.get("RELAY_SECRET_KEY", "").split(",") if k.strip())
+        keys = tuple(
+            k.strip() for k in env.get("RELAY_SECRET_KEY", "").split(",") if k.strip()
+        )
 
         return cls(
             instance_path=Path(env.get("RELAY_INSTANCE_PATH", "instance")).resolve(),
             shopify_api_key=env.get("SHOPIFY_API_KEY", ""),
             shopify_api_secret=env.get("SHOPIFY_API_SECRET", ""),
-            shopify_previous_api_secret=env.get("RELAY_PREVIOUS_SHOPIFY_API_SECRET", ""),
+            shopify_previous_api_secret=env.get(
+                "RELAY_PREVIOUS_SHOPIFY_API_SECRET", ""
+            ),
             shopify_app_url=env.get("SHOPIFY_APP_URL", ""),
             scopes=env.get("SCOPES", ""),
             redis_url=env.get("REDIS_URL") or None,

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from relay import keys
-from relay.destinations import Destination, DestinationConfig, FormattedEvent, Outcome, Skip
+from relay.destinations import (
+    Destination,
+    DestinationConfig,
+    FormattedEvent,
+    Outcome,
+    Skip,
+)
 from relay.errors import ConfigError, PermanentDelivery, RetryableDelivery
 from relay.events import Event
 from relay.models import Delivery
@@ -63,7 +69,14 @@ def deliver(runtime: Runtime, delivery_id: int, *, last_attempt: bool) -> None:
         return
     except PermanentDelivery as error:
         log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
-        _update(runtime, delivery_id, "failed", error.reason, error.http_status, error.detail)
+        _update(
+            runtime,
+            delivery_id,
+            "failed",
+            error.reason,
+            error.http_status,
+            error.detail,
+        )
         return
 
     result = results[0]
@@ -98,7 +111,11 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         return skip("destination plugin not loaded")
     try:
         config = destination_config(
-            session, runtime.keyring, runtime.plugins, delivery.shop, delivery.destination
+            session,
+            runtime.keyring,
+            runtime.plugins,
+            delivery.shop,
+            delivery.destination,
         )
     except ConfigError as error:
         return skip(f"settings incomplete: {error}", status="failed")
@@ -112,7 +129,10 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
 
     if event.test and not config.test_mode:
         return skip("test order")
-    if destination.max_event_age and now - event.occurred_at > destination.max_event_age:
+    if (
+        destination.max_event_age
+        and now - event.occurred_at > destination.max_event_age
+    ):
         return skip("too old")
     try:
         formatted = destination.format_event(event, config)
@@ -130,10 +150,24 @@ def _record_retryable(
 ) -> None:
     if last_attempt:
         log.error("%s: giving up after the last retry: %s", label, error.reason)
-        _update(runtime, delivery_id, "failed", f"gave up: {error.reason}", error.http_status, error.detail)
+        _update(
+            runtime,
+            delivery_id,
+            "failed",
+            f"gave up: {error.reason}",
+            error.http_status,
+            error.detail,
+        )
     else:
         log.warning("%s: will retry: %s", label, error.reason)
-        _update(runtime, delivery_id, "retrying", error.reason, error.http_status, error.detail)
+        _update(
+            runtime,
+            delivery_id,
+            "retrying",
+            error.reason,
+            error.http_status,
+            error.detail,
+        )
 
 
 def _update(

@@ -29,3 +29,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # httpx logs each request URL at INFO; Relay logs its own calls with less.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces each of its internal plugins at INFO on every start.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

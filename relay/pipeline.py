@@ -61,7 +61,9 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
             delivery_ids = handler(runtime, session, shop_row, payload, topic)
     except BadInput as error:
         # Retrying cannot make an unusable payload usable.
-        log.warning("webhook %s from %s: dropped %s: %s", webhook_id, shop, topic, error)
+        log.warning(
+            "webhook %s from %s: dropped %s: %s", webhook_id, shop, topic, error
+        )
         delivery_ids = []
 
     for delivery_id in delivery_ids:
@@ -81,7 +83,9 @@ def _order(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[int]:
     if payload.get("cancelled_at"):
-        log.info("order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain)
+        log.info(
+            "order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain
+        )
         return []
     return _event(runtime, session, shop, payload, topic)
 
@@ -130,7 +134,12 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
     their job are returned, so a crash between commit and enqueue heals.
     """
     if not shop.installed:
-        log.info("%s %s for %s: shop uninstalled, not sent", event.name, event.event_id, shop.domain)
+        log.info(
+            "%s %s for %s: shop uninstalled, not sent",
+            event.name,
+            event.event_id,
+            shop.domain,
+        )
         return []
 
     existing = _find_event(session, shop, event)
@@ -161,7 +170,9 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
     session.add(record)
     session.flush()
 
-    runtime.redis.set(keys.event(record.id), event.to_json(), ex=runtime.config.event_seconds)
+    runtime.redis.set(
+        keys.event(record.id), event.to_json(), ex=runtime.config.event_seconds
+    )
     deliveries = [
         Delivery(
             event_pk=record.id,
@@ -199,7 +210,9 @@ def _find_event(session: Session, shop: Shop, event: Event) -> EventRecord | Non
     return session.scalars(query).one_or_none()
 
 
-def _orphaned_deliveries(runtime: Runtime, session: Session, record: EventRecord) -> list[int]:
+def _orphaned_deliveries(
+    runtime: Runtime, session: Session, record: EventRecord
+) -> list[int]:
     query = select(Delivery.id).where(
         Delivery.event_pk == record.id, Delivery.status == "queued"
     )
@@ -214,7 +227,9 @@ def delivery_job_id(delivery_id: int) -> str:
     return f"deliver-{delivery_id}"
 
 
-def enqueue_delivery(runtime: Runtime, delivery_id: int, queue: Queue | None = None) -> None:
+def enqueue_delivery(
+    runtime: Runtime, delivery_id: int, queue: Queue | None = None
+) -> None:
     config = runtime.config
     (queue or runtime.queue).enqueue_call(
         DELIVER,

@@ -68,7 +68,9 @@ class Plugins:
             return self.destinations[name]
         except KeyError:
             known = ", ".join(sorted(self.destinations)) or "none"
-            raise ConfigError(f"no destination named {name!r} (loaded: {known})") from None
+            raise ConfigError(
+                f"no destination named {name!r} (loaded: {known})"
+            ) from None
 
     def config_for(
         self,
@@ -88,13 +90,17 @@ class Plugins:
         resolved: dict[str, Any] = {}
         for setting in destination.settings:
             value = _first_set(
-                secrets.get(setting.name) if setting.kind == SettingKind.SECRET else None,
+                secrets.get(setting.name)
+                if setting.kind == SettingKind.SECRET
+                else None,
                 values.get(setting.name),
                 _resolve_reference(self.defaults.get(name, {}).get(setting.name), env),
                 setting.default,
             )
             if value is None and setting.required:
-                raise ConfigError(f"{name} for {shop}: setting {setting.name!r} is not set")
+                raise ConfigError(
+                    f"{name} for {shop}: setting {setting.name!r} is not set"
+                )
             resolved[setting.name] = value
         return DestinationConfig(shop=shop, values=resolved, test_mode=test_mode)
 
@@ -132,14 +138,20 @@ def _register_entry_points(manager: pluggy.PluginManager, disabled: set[str]) ->
             continue  # the same distribution seen twice on sys.path
         plugin = entry_point.load()
         manager.register(plugin, name=entry_point.name)
-        log.info("plugins: loaded %s from entry point %s", entry_point.name, entry_point.value)
+        log.info(
+            "plugins: loaded %s from entry point %s",
+            entry_point.name,
+            entry_point.value,
+        )
 
 
 def _register_module(manager: pluggy.PluginManager, module_name: str) -> None:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ConfigError(f"plugins.toml names module {module_name!r}: {error}") from None
+        raise ConfigError(
+            f"plugins.toml names module {module_name!r}: {error}"
+        ) from None
     if manager.is_registered(module):
         return
     manager.register(module, name=module_name)
@@ -153,7 +165,9 @@ def _collect_destinations(manager: pluggy.PluginManager) -> dict[str, Destinatio
         if not isinstance(destination, Destination):
             raise ConfigError(f"{destination!r} is not a relay Destination")
         if destination.name in destinations:
-            raise ConfigError(f"two plugins register a destination named {destination.name!r}")
+            raise ConfigError(
+                f"two plugins register a destination named {destination.name!r}"
+            )
         destinations[destination.name] = destination
 
     manager.hook.relay_register_destinations(register=register)
@@ -193,7 +207,11 @@ def _read_toml(path: Path | None) -> dict[str, Any]:
 
 
 def _is_reference(value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str)
+    return (
+        isinstance(value, dict)
+        and set(value) == {"env"}
+        and isinstance(value["env"], str)
+    )
 
 
 def _resolve_reference(value: Any, environ: Mapping[str, str]) -> Any:

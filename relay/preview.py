@@ -50,7 +50,9 @@ def move_times(payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     present = [key for key in ACTION_TIMES if isinstance(payload.get(key), str)]
     if not present:
         return moved
-    latest = max(datetime.fromisoformat(payload[key].replace("Z", "+00:00")) for key in present)
+    latest = max(
+        datetime.fromisoformat(payload[key].replace("Z", "+00:00")) for key in present
+    )
     for key in present:
         original = datetime.fromisoformat(payload[key].replace("Z", "+00:00"))
         moved[key] = (now - (latest - original)).isoformat()

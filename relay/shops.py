@@ -62,7 +62,9 @@ def save_destination(
 ) -> DestinationSetting:
     """Merge `changes` into a shop's settings; secrets are stored encrypted."""
     destination = plugins.destination(name)
-    secret_names = {s.name for s in destination.settings if s.kind == SettingKind.SECRET}
+    secret_names = {
+        s.name for s in destination.settings if s.kind == SettingKind.SECRET
+    }
     row = _setting_row(session, shop, name)
     if row is None:
         row = DestinationSetting(
@@ -105,7 +107,9 @@ def destination_config(
     if row is None or not row.enabled:
         return None
     secrets = keyring.decrypt(row.encrypted_secrets) if row.encrypted_secrets else {}
-    return plugins.config_for(shop.domain, name, row.values or {}, secrets, row.test_mode)
+    return plugins.config_for(
+        shop.domain, name, row.values or {}, secrets, row.test_mode
+    )
 
 
 def _setting_row(session: Session, shop: Shop, name: str) -> DestinationSetting | None:

@@ -125,9 +125,15 @@ def plugins(config: Config) -> Plugins:
 
 @pytest.fixture
 def runtime(
-    config: Config, redis_conn: redis.Redis, db: Database, plugins: Plugins, clock: FixedClock
+    config: Config,
+    redis_conn: redis.Redis,
+    db: Database,
+    plugins: Plugins,
+    clock: FixedClock,
 ) -> Runtime:
-    built = Runtime(config=config, redis=redis_conn, db=db, plugins=plugins, clock=clock)
+    built = Runtime(
+        config=config, redis=redis_conn, db=db, plugins=plugins, clock=clock
+    )
     runtime_module.install(built)
     return built
 

@@ -58,7 +58,9 @@ class FakePinterest:
 
     def __post_init__(self) -> None:
         path = re.compile(r"^/v5/ad_accounts/[^/]+/events$")
-        self.server.expect_request(path, method="POST").respond_with_handler(self._handle)
+        self.server.expect_request(path, method="POST").respond_with_handler(
+            self._handle
+        )
 
     @property
     def api_base(self) -> str:
@@ -79,13 +81,19 @@ class FakePinterest:
         test = request.args.get("test") == "true"
         status, answer, body = self._answer(request, account)
         self.requests.append(Received(account, test, body, status))
-        return Response(json.dumps(answer), status=status, content_type="application/json")
+        return Response(
+            json.dumps(answer), status=status, content_type="application/json"
+        )
 
-    def _answer(self, request: Request, account: str) -> tuple[int, dict[str, Any], Any]:
+    def _answer(
+        self, request: Request, account: str
+    ) -> tuple[int, dict[str, Any], Any]:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _error(401, 2, "Authentication failed.") + (None,)
         if account != self.ad_account_id:
-            return _error(403, 29, "You are not permitted to access that resource.") + (None,)
+            return _error(403, 29, "You are not permitted to access that resource.") + (
+                None,
+            )
         try:
             body = json.loads(request.get_data())
         except ValueError:
@@ -94,7 +102,9 @@ class FakePinterest:
         problems = [error.message for error in REQUEST_SCHEMA.iter_errors(body)]
         if problems:
             self.schema_errors.extend(problems)
-            return _error(400, 4196, f"The request was invalid. {problems[0]}") + (body,)
+            return _error(400, 4196, f"The request was invalid. {problems[0]}") + (
+                body,
+            )
         if self.forced:
             return self.forced + (body,)
 

@@ -6,14 +6,11 @@ import hashlib
 import json
 import time
 
-import jsonschema
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
 
 from relay.cli import cli
 from relay.clock import SystemClock
-from relay.models import DestinationSetting
 from tests.conftest import FIXTURES, ROOT, SHOP, connect_pinterest, work
 from tests.fake_pinterest import REQUEST_SCHEMA
 
@@ -40,7 +37,15 @@ def sha(text: str) -> list[str]:
 
 
 def test_preview_prints_pinterest_body_for_an_order(env):
-    result = run(env, "preview", ORDER_FILE, "--topic", "orders/create", "--destination", "pinterest")
+    result = run(
+        env,
+        "preview",
+        ORDER_FILE,
+        "--topic",
+        "orders/create",
+        "--destination",
+        "pinterest",
+    )
 
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
@@ -52,14 +57,21 @@ def test_preview_prints_pinterest_body_for_an_order(env):
         "web",
     )
     custom = event["custom_data"]
-    assert (custom["currency"], custom["value"], custom["num_items"]) == ("CAD", "135.00", 3)
+    assert (custom["currency"], custom["value"], custom["num_items"]) == (
+        "CAD",
+        "135.00",
+        3,
+    )
     user = event["user_data"]
     assert user["click_id"] == (
         "dj0yJnU9RkFLRV9FUElLX0ZPUl9URVNUUyZwPTEmbj1leGFtcGxlJnQ9QUFBQUFBQUFBQUFB"
     )
     assert user["client_ip_address"] == "203.0.113.42"
     assert user["client_user_agent"].startswith("Mozilla/5.0 (iPhone;")
-    assert {key: user[key] for key in ("em", "ph", "fn", "ln", "ct", "st", "country", "external_id")} == {
+    assert {
+        key: user[key]
+        for key in ("em", "ph", "fn", "ln", "ct", "st", "country", "external_id")
+    } == {
         "em": sha("jane@example.com"),
         "ph": sha("15555550100"),
         "fn": sha("jane"),
@@ -78,25 +90,45 @@ def test_preview_without_destination_keys_bodies_by_name(env):
 
 
 def test_preview_of_a_topic_that_makes_no_event_says_so(env):
-    result = run(env, "preview", str(FIXTURES / "carts_create.json"), "--topic", "carts/create")
+    result = run(
+        env, "preview", str(FIXTURES / "carts_create.json"), "--topic", "carts/create"
+    )
 
     assert result.exit_code == 1
     assert "carts/create makes no event" in result.output
 
 
 def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path):
-    bad = run(env, "destinations", "set", "pinterest", "--shop", SHOP, "--set", "ad_account_id=acct-1")
+    bad = run(
+        env,
+        "destinations",
+        "set",
+        "pinterest",
+        "--shop",
+        SHOP,
+        "--set",
+        "ad_account_id=acct-1",
+    )
     assert bad.exit_code == 1
     assert "ad_account_id: 'acct-1' is not valid (digits only" in bad.output
 
-    unknown = run(env, "destinations", "set", "pinterest", "--shop", SHOP, "--set", "colour=red")
+    unknown = run(
+        env, "destinations", "set", "pinterest", "--shop", SHOP, "--set", "colour=red"
+    )
     assert "pinterest has no setting colour" in unknown.output
 
     good = run(
         env,
-        "destinations", "set", "pinterest", "--shop", SHOP, "--test-mode",
-        "--set", "ad_account_id=549755885175",
-        "--set", "conversion_token=pina_secret_value",
+        "destinations",
+        "set",
+        "pinterest",
+        "--shop",
+        SHOP,
+        "--test-mode",
+        "--set",
+        "ad_account_id=549755885175",
+        "--set",
+        "conversion_token=pina_secret_value",
     )
     assert good.exit_code == 0, good.output
 
@@ -114,8 +146,17 @@ def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path
 def test_secret_prompted_when_given_as_dash(env):
     result = CliRunner().invoke(
         cli,
-        ["destinations", "set", "pinterest", "--shop", SHOP,
-         "--set", "ad_account_id=1", "--set", "conversion_token=-"],
+        [
+            "destinations",
+            "set",
+            "pinterest",
+            "--shop",
+            SHOP,
+            "--set",
+            "ad_account_id=1",
+            "--set",
+            "conversion_token=-",
+        ],
         env=env,
         input="pina_typed\n",
     )
@@ -129,12 +170,20 @@ def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
 ):
     connect_pinterest(runtime, pinterest, SHOP)
     pinterest.clock = SystemClock()
-    env.update(REDIS_URL=redis_url, DATABASE_URL=database_url, RELAY_QUEUE="relay-test",
-               RELAY_SECRET_KEY=runtime.config.secret_keys[0])
+    env.update(
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        RELAY_QUEUE="relay-test",
+        RELAY_SECRET_KEY=runtime.config.secret_keys[0],
+    )
 
-    result = run(env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", SHOP, "--now")
+    result = run(
+        env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", SHOP, "--now"
+    )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"queued orders/create for {SHOP} as webhook replay-")
+    assert result.output.startswith(
+        f"queued orders/create for {SHOP} as webhook replay-"
+    )
     work(runtime)
 
     (event,) = pinterest.events
@@ -146,7 +195,9 @@ def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
 
 
 def test_replay_refuses_a_shop_that_is_not_a_myshopify_domain(env):
-    result = run(env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", "x.com")
+    result = run(
+        env, "replay", ORDER_FILE, "--topic", "orders/create", "--shop", "x.com"
+    )
 
     assert result.exit_code == 2
     assert "expected a myshopify.com domain" in result.output

@@ -28,22 +28,33 @@ def test_pinterest_5xx_leaves_the_delivery_retrying_with_a_scheduled_retry(
     work(runtime)
 
     delivery = the_delivery(runtime)
-    assert (delivery.status, delivery.reason, delivery.http_status, delivery.attempts) == (
+    assert (
+        delivery.status,
+        delivery.reason,
+        delivery.http_status,
+        delivery.attempts,
+    ) == (
         "retrying",
         "Pinterest server error",
         503,
         1,
     )
     assert delivery.error == "4197: endpoint has been ramped down"
-    assert ScheduledJobRegistry(queue=runtime.queue).get_job_ids() == [f"deliver-{delivery.id}"]
+    assert ScheduledJobRegistry(queue=runtime.queue).get_job_ids() == [
+        f"deliver-{delivery.id}"
+    ]
 
 
 def test_network_failure_is_retried(client, runtime, pinterest, connected_shop):
     with runtime.db.session() as session:
         save_destination(
-            session, runtime.keyring, runtime.plugins,
-            ensure_shop(session, SHOP, runtime.clock.now()), "pinterest",
-            {"api_base": "http://127.0.0.1:1"}, runtime.clock.now(),
+            session,
+            runtime.keyring,
+            runtime.plugins,
+            ensure_shop(session, SHOP, runtime.clock.now()),
+            "pinterest",
+            {"api_base": "http://127.0.0.1:1"},
+            runtime.clock.now(),
         )
 
     post_fixture(client, "orders_create.json")
@@ -56,7 +67,9 @@ def test_network_failure_is_retried(client, runtime, pinterest, connected_shop):
     )
 
 
-def test_last_retry_marks_the_delivery_failed(client, runtime, pinterest, connected_shop):
+def test_last_retry_marks_the_delivery_failed(
+    client, runtime, pinterest, connected_shop
+):
     pinterest.forced = (500, {"code": 1, "message": "boom"})
     post_fixture(client, "orders_create.json")
     work(runtime)
@@ -106,27 +119,41 @@ def test_event_pinterest_finds_too_old_is_failed_with_its_message(
     )
 
 
-def test_retryable_error_carries_retry_after_from_a_429(client, runtime, pinterest, connected_shop):
+def test_retryable_error_carries_retry_after_from_a_429(
+    client, runtime, pinterest, connected_shop
+):
+    import httpx
     from relay_pinterest.destination import _results
 
-    import httpx
-
-    response = httpx.Response(429, json={"code": 8, "message": "rate limit"}, headers={"Retry-After": "12"})
+    response = httpx.Response(
+        429, json={"code": 8, "message": "rate limit"}, headers={"Retry-After": "12"}
+    )
     try:
         _results([], response)
     except RetryableDelivery as error:
-        assert (error.http_status, error.retry_after, error.detail) == (429, 12.0, "8: rate limit")
+        assert (error.http_status, error.retry_after, error.detail) == (
+            429,
+            12.0,
+            "8: rate limit",
+        )
     else:
         raise AssertionError("429 must be retryable")
 
 
-def test_events_for_a_disabled_destination_are_not_sent(client, runtime, pinterest, connected_shop):
+def test_events_for_a_disabled_destination_are_not_sent(
+    client, runtime, pinterest, connected_shop
+):
     post_fixture(client, "orders_create.json")
     with runtime.db.session() as session:
         save_destination(
-            session, runtime.keyring, runtime.plugins,
-            ensure_shop(session, SHOP, runtime.clock.now()), "pinterest", {},
-            runtime.clock.now(), enabled=False,
+            session,
+            runtime.keyring,
+            runtime.plugins,
+            ensure_shop(session, SHOP, runtime.clock.now()),
+            "pinterest",
+            {},
+            runtime.clock.now(),
+            enabled=False,
         )
     work(runtime)
 

@@ -14,6 +14,7 @@ from relay import keys
 from relay.models import Delivery, EventRecord, Shop
 from relay.shopify.webhooks import sign
 from tests.conftest import (
+    FIXTURES,
     SECRET,
     SHOP,
     connect_pinterest,
@@ -51,7 +52,9 @@ def digest(text: str) -> list[str]:
 EXPECTED_PURCHASE = {
     "event_name": "checkout",
     "action_source": "web",
-    "event_time": int(datetime(2026, 7, 14, 14, 21, 32, tzinfo=timezone.utc).timestamp()),
+    "event_time": int(
+        datetime(2026, 7, 14, 14, 21, 32, tzinfo=timezone.utc).timestamp()
+    ),
     "event_id": ORDER_ID,
     "user_data": {
         "em": digest("jane@example.com"),
@@ -95,7 +98,9 @@ EXPECTED_PURCHASE = {
 EXPECTED_BEGIN_CHECKOUT = {
     "event_name": "initiate_checkout",
     "action_source": "web",
-    "event_time": int(datetime(2026, 7, 14, 14, 19, 48, tzinfo=timezone.utc).timestamp()),
+    "event_time": int(
+        datetime(2026, 7, 14, 14, 19, 48, tzinfo=timezone.utc).timestamp()
+    ),
     "event_id": CHECKOUT_TOKEN,
     "user_data": {
         "em": digest("jane@example.com"),
@@ -139,7 +144,9 @@ def test_fixture_story_reaches_pinterest_once_per_action(
 ):
     for name, expected in SCENARIO:
         response = post_fixture(client, name)
-        assert (response.status_code, response.json) == (200, {"status": expected}), name
+        assert (response.status_code, response.json) == (200, {"status": expected}), (
+            name
+        )
 
     work(runtime)
 
@@ -238,7 +245,9 @@ def test_redelivered_webhook_is_acknowledged_and_not_queued_twice(
     assert (first.status_code, first.json) == (200, {"status": "queued"})
     assert (again.status_code, again.json) == (200, {"status": "duplicate"})
     assert runtime.queue.count == 1
-    ttl = runtime.redis.ttl(keys.webhook_seen(SHOP, "ebaae1b5-6632-54cb-877c-a3154dc14bf9"))
+    ttl = runtime.redis.ttl(
+        keys.webhook_seen(SHOP, "ebaae1b5-6632-54cb-877c-a3154dc14bf9")
+    )
     assert 4 * 3600 < ttl <= 24 * 3600
 
 
@@ -254,16 +263,31 @@ def test_job_arguments_carry_ids_only_and_body_is_deleted_after_processing(
 
     work(runtime)
 
-    assert runtime.redis.get(keys.inbox(SHOP, "ebaae1b5-6632-54cb-877c-a3154dc14bf9")) is None
-    for raw in ("jane@example.com", "5555550100", "203.0.113.42", "Jane", "Doe", "Toronto"):
+    assert (
+        runtime.redis.get(keys.inbox(SHOP, "ebaae1b5-6632-54cb-877c-a3154dc14bf9"))
+        is None
+    )
+    for raw in (
+        "jane@example.com",
+        "5555550100",
+        "203.0.113.42",
+        "Jane",
+        "Doe",
+        "Toronto",
+    ):
         assert raw not in caplog.text
 
 
-def test_test_order_never_reaches_a_live_destination(client, runtime, pinterest, connected_shop):
+def test_test_order_never_reaches_a_live_destination(
+    client, runtime, pinterest, connected_shop
+):
     order = json.loads(fixture_bytes("orders_create.json"))
     order["test"] = True
     body = json.dumps(order).encode()
-    headers = {**fixture_headers("orders_create.json"), "X-Shopify-Hmac-Sha256": sign(body, SECRET)}
+    headers = {
+        **fixture_headers("orders_create.json"),
+        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+    }
 
     assert client.post("/webhooks", data=body, headers=headers).status_code == 200
     work(runtime)
@@ -279,7 +303,10 @@ def test_test_order_goes_to_a_destination_in_test_mode(client, runtime, pinteres
     order = json.loads(fixture_bytes("orders_create.json"))
     order["test"] = True
     body = json.dumps(order).encode()
-    headers = {**fixture_headers("orders_create.json"), "X-Shopify-Hmac-Sha256": sign(body, SECRET)}
+    headers = {
+        **fixture_headers("orders_create.json"),
+        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+    }
 
     client.post("/webhooks", data=body, headers=headers)
     work(runtime)
@@ -322,7 +349,9 @@ def test_cart_webhooks_are_kept_for_matching_and_send_nothing(
 
     assert pinterest.requests == []
     stored = json.loads(
-        runtime.redis.get(keys.cart(SHOP, "Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx"))
+        runtime.redis.get(
+            keys.cart(SHOP, "Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx")
+        )
     )
     assert stored["lines"] == [
         {
@@ -340,3 +369,41 @@ def test_cart_webhooks_are_kept_for_matching_and_send_nothing(
             "currency": "CAD",
         },
     ]
+
+
+EXPECTED_INTAKE = {
+    "app_uninstalled.json": "queued",
+    "carts_create.json": "queued",
+    "carts_update.json": "queued",
+    "checkouts_create.json": "queued",
+    "customers_data_request.json": "acknowledged",
+    "customers_redact.json": "acknowledged",
+    "orders_create.json": "queued",
+    "orders_create_taxes_included.json": "queued",
+    "orders_paid.json": "queued",
+    "shop_redact.json": "acknowledged",
+}
+
+
+def test_every_webhook_fixture_is_accepted_with_its_real_signature(client):
+    headers = json.loads((FIXTURES / "headers.json").read_text())["webhooks"]
+    assert sorted(headers) == sorted(EXPECTED_INTAKE)
+
+    answers = {name: post_fixture(client, name) for name in sorted(headers)}
+
+    assert {name: (r.status_code, r.json["status"]) for name, r in answers.items()} == {
+        name: (200, status) for name, status in EXPECTED_INTAKE.items()
+    }
+
+
+def test_tax_inclusive_order_reaches_pinterest_without_the_included_tax(
+    client, runtime, pinterest, connected_shop
+):
+    post_fixture(client, "orders_create_taxes_included.json")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert (event["custom_data"]["currency"], event["custom_data"]["value"]) == (
+        "EUR",
+        "92.00",
+    )

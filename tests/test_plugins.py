@@ -18,10 +18,12 @@ from relay.shops import ensure_shop, save_destination
 from tests.conftest import SHOP, TESTS, post_fixture, work
 from webapp import create_app
 
-TINY_PLUGIN = '''
+TINY_PLUGIN = """
 import json
 
-from relay.destinations import Destination, EventResult, FormattedEvent, Outcome, Setting
+from relay.destinations import (
+    Destination, EventResult, FormattedEvent, Outcome, Setting,
+)
 from relay.hookspecs import hookimpl
 
 
@@ -32,8 +34,9 @@ class Tiny(Destination):
     settings = (Setting("outbox", "Outbox file", required=True),)
 
     def format_event(self, event, config):
+        commerce = event.commerce
         payload = {"id": event.event_id, "name": event.name.value,
-                   "value": str(event.commerce.value), "currency": event.commerce.currency}
+                   "value": str(commerce.value), "currency": commerce.currency}
         return FormattedEvent(event.event_id, payload, payload, ("order",))
 
     def request_body(self, batch):
@@ -49,15 +52,19 @@ class Tiny(Destination):
 @hookimpl
 def relay_register_destinations(register):
     register(Tiny())
-'''
+"""
 
 
-def install_distribution(site: Path, module: str, source: str, entry_point: str) -> None:
+def install_distribution(
+    site: Path, module: str, source: str, entry_point: str
+) -> None:
     """A distribution as pip would leave it: a module and its .dist-info."""
     (site / f"{module}.py").write_text(source)
     info = site / f"{module}-0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n"
+    )
     (info / "entry_points.txt").write_text(f"[relay.destinations]\n{entry_point}\n")
 
 
@@ -88,7 +95,12 @@ def test_third_party_plugin_receives_events_without_core_changes(
 
     sent = [json.loads(line) for line in outbox.read_text().splitlines()]
     assert sent == [
-        {"id": "6123456789012", "name": "purchase", "value": "135.00", "currency": "CAD"}
+        {
+            "id": "6123456789012",
+            "name": "purchase",
+            "value": "135.00",
+            "currency": "CAD",
+        }
     ]
 
 
@@ -153,8 +165,12 @@ def test_shop_settings_override_plugins_toml_defaults(tmp_path):
     plugins = Plugins.load(toml)
 
     config = plugins.config_for(
-        SHOP, "pinterest", {"ad_account_id": "9", "api_base": "https://own.example"},
-        {"conversion_token": "t"}, True, environ={},
+        SHOP,
+        "pinterest",
+        {"ad_account_id": "9", "api_base": "https://own.example"},
+        {"conversion_token": "t"},
+        True,
+        environ={},
     )
 
     assert (config.get("api_base"), config.test_mode) == ("https://own.example", True)
@@ -164,7 +180,9 @@ def test_missing_required_setting_is_named(tmp_path):
     plugins = Plugins.load(None)
 
     with pytest.raises(ConfigError, match="'conversion_token' is not set"):
-        plugins.config_for(SHOP, "pinterest", {"ad_account_id": "9"}, {}, False, environ={})
+        plugins.config_for(
+            SHOP, "pinterest", {"ad_account_id": "9"}, {}, False, environ={}
+        )
 
 
 def test_unknown_setting_in_plugins_toml_is_refused(tmp_path):
@@ -176,12 +194,16 @@ def test_unknown_setting_in_plugins_toml_is_refused(tmp_path):
 
 
 def test_two_destinations_with_one_name_are_refused(tmp_path, monkeypatch):
-    (tmp_path / "clash.py").write_text(TINY_PLUGIN.replace('name = "tiny"', 'name = "pinterest"'))
+    (tmp_path / "clash.py").write_text(
+        TINY_PLUGIN.replace('name = "tiny"', 'name = "pinterest"')
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     toml = tmp_path / "plugins.toml"
     toml.write_text('[plugins]\nmodules = ["clash"]\n')
 
-    with pytest.raises(ConfigError, match="two plugins register a destination named 'pinterest'"):
+    with pytest.raises(
+        ConfigError, match="two plugins register a destination named 'pinterest'"
+    ):
         Plugins.load(toml)
 
 
@@ -203,13 +225,21 @@ def test_every_hook_is_prefixed_typed_and_documented():
         assert hook.__doc__ and len(hook.__doc__.strip()) > 40, hook.__name__
         assert signature.return_annotation is not inspect.Signature.empty, hook.__name__
         for parameter in signature.parameters.values():
-            assert parameter.annotation is not inspect.Parameter.empty, (hook, parameter)
+            assert parameter.annotation is not inspect.Parameter.empty, (
+                hook,
+                parameter,
+            )
 
 
 def test_every_hook_is_exercised_by_a_test():
-    test_sources = "\n".join(
-        path.read_text() for path in TESTS.rglob("test_*.py") if path.name != "test_plugins.py"
-    ) + TINY_PLUGIN
+    test_sources = (
+        "\n".join(
+            path.read_text()
+            for path in TESTS.rglob("test_*.py")
+            if path.name != "test_plugins.py"
+        )
+        + TINY_PLUGIN
+    )
     for hook in hookspec_functions():
         assert hook.__name__ in test_sources, f"{hook.__name__} has no test"
 

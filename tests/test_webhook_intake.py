@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -21,7 +22,7 @@ from webapp import create_app
 ORDER = "orders_create.json"
 
 
-def post(client: FlaskClient, body: bytes, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+def post(client: FlaskClient, body: bytes, headers: dict[str, str]) -> Any:
     return client.post("/webhooks", data=body, headers=headers)
 
 
@@ -43,11 +44,31 @@ BODY = fixture_bytes(ORDER)
 RESERIALIZED = json.dumps(json.loads(BODY)).encode()
 
 REFUSED = [
-    ("no signature", BODY, without(fixture_headers(ORDER), "X-Shopify-Hmac-Sha256"), 401),
+    (
+        "no signature",
+        BODY,
+        without(fixture_headers(ORDER), "X-Shopify-Hmac-Sha256"),
+        401,
+    ),
     ("empty signature", BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": ""}), 401),
-    ("wrong secret", BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": sign(BODY, "x")}), 401),
-    ("hex not base64", BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": hex_signature(BODY)}), 401),
-    ("non-ascii signature", BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": "Mi3y\xe9=="}), 401),
+    (
+        "wrong secret",
+        BODY,
+        signed(BODY, **{"X-Shopify-Hmac-Sha256": sign(BODY, "x")}),
+        401,
+    ),
+    (
+        "hex not base64",
+        BODY,
+        signed(BODY, **{"X-Shopify-Hmac-Sha256": hex_signature(BODY)}),
+        401,
+    ),
+    (
+        "non-ascii signature",
+        BODY,
+        signed(BODY, **{"X-Shopify-Hmac-Sha256": "Mi3y\xe9=="}),
+        401,
+    ),
     (
         "body re-serialized after signing",
         RESERIALIZED,
@@ -73,9 +94,13 @@ REFUSED = [
 
 
 @pytest.mark.parametrize(
-    "body, headers, status", [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
+    "body, headers, status",
+    [case[1:] for case in REFUSED],
+    ids=[case[0] for case in REFUSED],
 )
-def test_bad_delivery_gets_its_status_and_queues_nothing(client, runtime, body, headers, status):
+def test_bad_delivery_gets_its_status_and_queues_nothing(
+    client, runtime, body, headers, status
+):
     response = post(client, body, headers)
 
     assert response.status_code == status
@@ -104,7 +129,9 @@ def test_size_limit_is_above_any_real_order(runtime):
 
 def test_unknown_topic_is_acknowledged_and_not_queued(client, runtime):
     body = b'{"id": 1}'
-    response = post(client, body, signed(body, **{"X-Shopify-Topic": "products/update"}))
+    response = post(
+        client, body, signed(body, **{"X-Shopify-Topic": "products/update"})
+    )
 
     assert (response.status_code, response.json) == (200, {"status": "ignored"})
     assert runtime.queue.count == 0
@@ -134,7 +161,12 @@ def test_no_configured_secret_refuses_everything(runtime):
     runtime.config = runtime.config.with_changes(shopify_api_secret="")
     client = create_app(runtime=runtime).test_client()
 
-    assert post(client, BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": sign(BODY, "")})).status_code == 401
+    assert (
+        post(
+            client, BODY, signed(BODY, **{"X-Shopify-Hmac-Sha256": sign(BODY, "")})
+        ).status_code
+        == 401
+    )
 
 
 def test_redis_unreachable_answers_503_so_shopify_retries(
@@ -142,7 +174,11 @@ def test_redis_unreachable_answers_503_so_shopify_retries(
 ):
     # Nothing listens on port 1: every Redis call fails to connect.
     down = Runtime(
-        config=config, redis=connect("redis://127.0.0.1:1/0"), db=db, plugins=plugins, clock=clock
+        config=config,
+        redis=connect("redis://127.0.0.1:1/0"),
+        db=db,
+        plugins=plugins,
+        clock=clock,
     )
     client = create_app(runtime=down).test_client()
 
@@ -167,7 +203,9 @@ def test_wrong_method_is_a_json_405(client):
         b'{"id": "not-a-number", "line_items": "nope", "customer": 7}',
         b'{"id": 1, "processed_at": "yesterday"}',
         b'{"id": 1, "processed_at": "2026-07-14T10:21:32", "line_items": [null, 1]}',
-        json.dumps({"id": 2**80, "subtotal_price_set": {"presentment_money": []}}).encode(),
+        json.dumps(
+            {"id": 2**80, "subtotal_price_set": {"presentment_money": []}}
+        ).encode(),
     ],
 )
 def test_signed_but_unusable_orders_are_accepted_then_dropped_by_the_job(

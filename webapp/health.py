@@ -25,4 +25,6 @@ def healthz():  # type: ignore[no-untyped-def]
             report[name] = "unreachable"
 
     healthy = all(state == "ok" for state in report.values())
-    return jsonify(status="ok" if healthy else "unhealthy", **report), 200 if healthy else 503
+    return jsonify(
+        status="ok" if healthy else "unhealthy", **report
+    ), 200 if healthy else 503

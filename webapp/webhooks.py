@@ -48,10 +48,20 @@ def receive() -> Response:
 
     handling = TOPICS.get(delivery.topic)
     if handling is None:
-        log.info("webhook %s from %s: topic %s not used", delivery.webhook_id, delivery.shop, delivery.topic[:100])
+        log.info(
+            "webhook %s from %s: topic %s not used",
+            delivery.webhook_id,
+            delivery.shop,
+            delivery.topic[:100],
+        )
         return _answer(200, status="ignored")
     if handling is Handling.ACKNOWLEDGE:
-        log.info("webhook %s from %s: %s acknowledged", delivery.webhook_id, delivery.shop, delivery.topic)
+        log.info(
+            "webhook %s from %s: %s acknowledged",
+            delivery.webhook_id,
+            delivery.shop,
+            delivery.topic,
+        )
         return _answer(200, status="acknowledged")
 
     try:
@@ -64,7 +74,12 @@ def receive() -> Response:
             body=body,
         )
     except redis.RedisError as error:
-        log.error("webhook %s from %s: Redis unreachable (%s), asking Shopify to retry", delivery.webhook_id, delivery.shop, type(error).__name__)
+        log.error(
+            "webhook %s from %s: Redis unreachable (%s), asking Shopify to retry",
+            delivery.webhook_id,
+            delivery.shop,
+            type(error).__name__,
+        )
         response = _answer(503, error="temporarily unable to accept webhooks")
         response.headers["Retry-After"] = "30"
         return response

@@ -141,7 +141,9 @@ def _money_side(order: Payload) -> str:
     return "presentment_money" if currency and amount is not None else "shop_money"
 
 
-def _order_value(order: Payload, shop: str, order_id: str) -> tuple[str | None, Decimal | None]:
+def _order_value(
+    order: Payload, shop: str, order_id: str
+) -> tuple[str | None, Decimal | None]:
     """Subtotal after discounts, without shipping and tax, with its currency.
 
     In stores whose prices include tax, Shopify's subtotal includes the tax
@@ -271,7 +273,11 @@ def _action_source(payload: Payload) -> ActionSource:
     if payload.get("source_name") == "pos":
         return ActionSource.OFFLINE
     client = _mapping(payload.get("client_details"))
-    if payload.get("browser_ip") or client.get("browser_ip") or client.get("user_agent"):
+    if (
+        payload.get("browser_ip")
+        or client.get("browser_ip")
+        or client.get("user_agent")
+    ):
         return ActionSource.WEB
     if payload.get("source_name") == "web":
         return ActionSource.WEB

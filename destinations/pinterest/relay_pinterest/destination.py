@@ -22,7 +22,6 @@ from relay.destinations import (
 )
 from relay.errors import PermanentDelivery, RetryableDelivery
 from relay.events import Event
-
 from relay_pinterest.format import format_event
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,8 @@ class PinterestDestination(Destination):
         self, batch: Sequence[FormattedEvent], config: DestinationConfig
     ) -> list[EventResult]:
         account = config.get("ad_account_id")
-        url = f"{str(config.get('api_base', API_BASE)).rstrip('/')}/v5/ad_accounts/{account}/events"
+        base = str(config.get("api_base", API_BASE)).rstrip("/")
+        url = f"{base}/v5/ad_accounts/{account}/events"
         params = {"test": "true"} if config.test_mode else {}
         headers = {"Authorization": f"Bearer {config.get('conversion_token')}"}
 
@@ -92,7 +92,9 @@ class PinterestDestination(Destination):
                 len(batch),
                 type(error).__name__,
             )
-            raise RetryableDelivery(f"no answer from Pinterest ({type(error).__name__})") from None
+            raise RetryableDelivery(
+                f"no answer from Pinterest ({type(error).__name__})"
+            ) from None
 
         log.info(
             "pinterest POST ad account %s: %d events%s → HTTP %d in %.0f ms",
@@ -113,7 +115,9 @@ class PinterestDestination(Destination):
         return self._client
 
 
-def _results(batch: Sequence[FormattedEvent], response: httpx.Response) -> list[EventResult]:
+def _results(
+    batch: Sequence[FormattedEvent], response: httpx.Response
+) -> list[EventResult]:
     status = response.status_code
     body = _json(response)
 
@@ -132,12 +136,16 @@ def _results(batch: Sequence[FormattedEvent], response: httpx.Response) -> list[
             retry_after=_retry_after(response),
         )
     if status >= 500:
-        raise RetryableDelivery("Pinterest server error", http_status=status, detail=message)
+        raise RetryableDelivery(
+            "Pinterest server error", http_status=status, detail=message
+        )
     if status in (401, 403):
         raise PermanentDelivery(
             "Pinterest refused the credentials", http_status=status, detail=message
         )
-    raise PermanentDelivery("Pinterest refused the request", http_status=status, detail=message)
+    raise PermanentDelivery(
+        "Pinterest refused the request", http_status=status, detail=message
+    )
 
 
 def _per_event(

@@ -97,7 +97,9 @@ def _user_data(event: Event) -> dict[str, Any]:
             matchkeys.external_id(person.customer_id), person.customer_id
         ),
     }
-    user_data: dict[str, Any] = {key: [value] for key, value in digests.items() if value}
+    user_data: dict[str, Any] = {
+        key: [value] for key, value in digests.items() if value
+    }
 
     clear = {
         "click_id": person.click_ids.get("epik"),

@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from relay.destinations import Destination
 from relay.hookspecs import hookimpl
-
 from relay_pinterest.destination import PinterestDestination
 
 
