@@ -76,6 +76,9 @@ def _sqlite_pragmas(connection: object, _record: object) -> None:
     # shop deletion cascade as it does on PostgreSQL.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # In WAL mode NORMAL survives a crashed process; only a power cut may lose
+    # the last commits, and Redis holds the work to redo them.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import certifi
 import httpx
 
 from relay.destinations import (
@@ -64,6 +66,9 @@ class PinterestDestination(Destination):
         self._transport = transport
         self._client: httpx.Client | None = None
         self._client_pid = 0
+        # Loading the CA bundle costs tens of milliseconds; done once, the
+        # context is inherited by every forked work horse.
+        self._ssl_context = ssl.create_default_context(cafile=certifi.where())
 
     def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:
         return format_event(event)
@@ -110,7 +115,9 @@ class PinterestDestination(Destination):
         # One client per process: a forked worker must not share its parent's
         # connection pool.
         if self._client is None or self._client_pid != os.getpid():
-            self._client = httpx.Client(timeout=TIMEOUT, transport=self._transport)
+            self._client = httpx.Client(
+                timeout=TIMEOUT, transport=self._transport, verify=self._ssl_context
+            )
             self._client_pid = os.getpid()
         return self._client
 
