@@ -20,7 +20,8 @@ from relay_pinterest.format import format_event
 from relay.events import Event
 from relay.shopify.normalize import order_to_purchase
 
-FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "shopify" / "orders_create.json"
+FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "shopify"
+FIXTURE = FIXTURES / "orders_create.json"
 
 
 def one(body: bytes) -> None:
@@ -44,9 +45,11 @@ def main() -> None:
             one(body)
         rates.append(args.events / (time.perf_counter() - started))
 
-    print(f"normalize+format: {statistics.median(rates):,.0f} orders/s per core "
-          f"(median of {args.rounds} rounds of {args.events}; "
-          f"{1e6 / statistics.median(rates):.0f} µs per order)")
+    print(
+        f"normalize+format: {statistics.median(rates):,.0f} orders/s per core "
+        f"(median of {args.rounds} rounds of {args.events}; "
+        f"{1e6 / statistics.median(rates):.0f} µs per order)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from relay.runtime import Runtime  # noqa: E402
 from relay.shopify.webhooks import sign  # noqa: E402
 from relay.shops import ensure_shop, save_destination  # noqa: E402
 from relay.worker import run_worker  # noqa: E402
-import relay.worker  # noqa: E402
 from tests.fake_pinterest import FakePinterest  # noqa: E402
 from webapp import create_app  # noqa: E402
 
@@ -71,14 +70,22 @@ def run(orders: int, folder: Path, redis_url: str, server: HTTPServer) -> None:
     )
     db = Database(config.sqlalchemy_url)
     db.upgrade()
-    runtime = Runtime(config, connect(redis_url), db, Plugins.load(config.plugins_file), clock)
+    runtime = Runtime(
+        config, connect(redis_url), db, Plugins.load(config.plugins_file), clock
+    )
     pinterest = FakePinterest(server, clock)
     with db.session() as session:
         save_destination(
-            session, runtime.keyring, runtime.plugins, ensure_shop(session, SHOP, NOW),
+            session,
+            runtime.keyring,
+            runtime.plugins,
+            ensure_shop(session, SHOP, NOW),
             "pinterest",
-            {"ad_account_id": pinterest.ad_account_id, "conversion_token": pinterest.token,
-             "api_base": pinterest.api_base},
+            {
+                "ad_account_id": pinterest.ad_account_id,
+                "conversion_token": pinterest.token,
+                "api_base": pinterest.api_base,
+            },
             NOW,
         )
 
@@ -87,11 +94,17 @@ def run(orders: int, folder: Path, redis_url: str, server: HTTPServer) -> None:
     requests = []
     for number in range(orders):
         body = json.dumps({**template, "id": 7_000_000_000_000 + number}).encode()
-        requests.append((body, {
-            "X-Shopify-Topic": "orders/create", "X-Shopify-Shop-Domain": SHOP,
-            "X-Shopify-Webhook-Id": f"bench-{number}",
-            "X-Shopify-Hmac-Sha256": sign(body, SECRET),
-        }))
+        requests.append(
+            (
+                body,
+                {
+                    "X-Shopify-Topic": "orders/create",
+                    "X-Shopify-Shop-Domain": SHOP,
+                    "X-Shopify-Webhook-Id": f"bench-{number}",
+                    "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+                },
+            )
+        )
 
     started = time.perf_counter()
     for body, headers in requests:
@@ -104,11 +117,15 @@ def run(orders: int, folder: Path, redis_url: str, server: HTTPServer) -> None:
 
     assert len(pinterest.events) == orders, len(pinterest.events)
     assert pinterest.schema_errors == []
-    print(f"intake (Flask test client, embedded Redis): {orders / intake_seconds:,.0f} "
-          f"webhooks/s")
-    print(f"worker, 1 forking RQ worker, one request per event: "
-          f"{orders / pipeline_seconds:,.1f} orders/s end to end "
-          f"({2 * orders} jobs, {1000 * pipeline_seconds / (2 * orders):.1f} ms per job)")
+    print(
+        f"intake (Flask test client, embedded Redis): {orders / intake_seconds:,.0f} "
+        f"webhooks/s"
+    )
+    print(
+        f"worker, 1 forking RQ worker, one request per event: "
+        f"{orders / pipeline_seconds:,.1f} orders/s end to end "
+        f"({2 * orders} jobs, {1000 * pipeline_seconds / (2 * orders):.1f} ms per job)"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,7 +14,7 @@ from relay.config import Config
 from relay.database import Database
 from relay.destinations import SettingKind
 from relay.errors import ConfigError
-from relay.models import Delivery, DestinationSetting, Shop
+from relay.models import Delivery, DestinationSetting, EventRecord, Shop
 from relay.plugins import Plugins, validate_setting
 from relay.secrets import KeyRing
 from relay.shopify.webhooks import SHOP_DOMAIN
@@ -64,8 +65,8 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
                 if keyring and row.encrypted_secrets
                 else {}
             )
-            destination = plugins.destinations.get(row.destination)
-            for setting in destination.settings if destination else ():
+            loaded = plugins.destinations.get(row.destination)
+            for setting in loaded.settings if loaded else ():
                 if setting.kind == SettingKind.SECRET:
                     shown = "set" if secrets.get(setting.name) else "not set"
                 else:
@@ -127,16 +128,36 @@ def _stored(
     return row.values or {}, secrets, row.test_mode
 
 
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Which delivery log rows to show; None means any."""
+
+    shop: str | None = None
+    status: str | None = None
+    order_id: str | None = None
+    customer_id: str | None = None
+
+
 def recent_deliveries(
-    config: Config, shop_domain: str | None, status: str | None, limit: int
+    config: Config, wanted: DeliveryFilter, limit: int
 ) -> Iterator[str]:
     db = _open(config)
     with db.session() as session:
-        query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-        if shop_domain:
-            query = query.join(Shop).where(Shop.domain == shop_domain)
-        if status:
-            query = query.where(Delivery.status == status)
+        query = (
+            select(Delivery)
+            .join(Shop, Delivery.shop_id == Shop.id)
+            .join(EventRecord, Delivery.event_pk == EventRecord.id)
+            .order_by(Delivery.id.desc())
+            .limit(limit)
+        )
+        if wanted.shop:
+            query = query.where(Shop.domain == wanted.shop)
+        if wanted.status:
+            query = query.where(Delivery.status == wanted.status)
+        if wanted.order_id:
+            query = query.where(EventRecord.order_id == wanted.order_id)
+        if wanted.customer_id:
+            query = query.where(EventRecord.customer_id == wanted.customer_id)
         rows = session.scalars(query).all()
         if not rows:
             yield "no deliveries"

@@ -232,15 +232,23 @@ def destinations_set(
 @click.option(
     "--status", help="Only this status (queued, sent, failed, skipped, retrying)."
 )
+@click.option("--order", "order_id", help="Only this Shopify order id.")
+@click.option("--customer", "customer_id", help="Only this Shopify customer id.")
 @click.option("--limit", default=20, show_default=True)
 @click.pass_obj
 def deliveries(
-    config: Config, shop: str | None, status: str | None, limit: int
+    config: Config,
+    shop: str | None,
+    status: str | None,
+    order_id: str | None,
+    customer_id: str | None,
+    limit: int,
 ) -> None:
     """The most recent deliveries, newest first."""
-    from relay.admin import recent_deliveries
+    from relay.admin import DeliveryFilter, recent_deliveries
 
-    for line in recent_deliveries(config, shop, status, limit):
+    wanted = DeliveryFilter(shop, status, order_id, customer_id)
+    for line in recent_deliveries(config, wanted, limit):
         click.echo(line)
 
 

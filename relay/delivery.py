@@ -98,11 +98,12 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
     now = runtime.clock.now()
     label = _label(delivery, delivery.event.event_id)
 
-    def skip(reason: str, status: str = "skipped") -> None:
+    def skip(reason: str, status: str = "skipped") -> Prepared | None:
         log.info("%s: %s, %s", label, status, reason)
         delivery.status = status
         delivery.reason = reason
         delivery.updated_at = now
+        return None
 
     if not delivery.shop.installed:
         return skip("shop uninstalled")

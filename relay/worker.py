@@ -9,7 +9,6 @@ from rq import Worker
 # Imported by the worker process itself, so every forked work horse inherits
 # the job modules instead of importing them for each job.
 import relay.jobs  # noqa: F401
-
 from relay import runtime as runtime_module
 from relay.runtime import Runtime
 

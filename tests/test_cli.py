@@ -190,8 +190,12 @@ def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
     assert event["event_id"] == "6123456789012"
     assert abs(event["event_time"] - time.time()) < 60
 
-    log = run(env, "deliveries", "--shop", SHOP)
+    log = run(env, "deliveries", "--shop", SHOP, "--order", "6123456789012")
     assert " pinterest purchase 6123456789012 sent http=200 attempts=1 " in log.output
+    by_customer = run(env, "deliveries", "--customer", "7712345678901")
+    assert by_customer.output == log.output
+    other = run(env, "deliveries", "--order", "1")
+    assert other.output == "no deliveries\n"
 
 
 def test_replay_refuses_a_shop_that_is_not_a_myshopify_domain(env):

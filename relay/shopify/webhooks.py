@@ -6,9 +6,10 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from relay.errors import BadWebhook
 
@@ -37,6 +38,12 @@ TOPICS: dict[str, Handling] = {
     "customers/redact": Handling.ACKNOWLEDGE,
     "shop/redact": Handling.ACKNOWLEDGE,
 }
+
+
+class Headers(Protocol):
+    """HTTP headers looked up case-insensitively, as werkzeug's are."""
+
+    def get(self, key: str, default: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def sign(body: bytes, secret: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def read_delivery(headers: Mapping[str, str]) -> Delivery:
+def read_delivery(headers: Headers) -> Delivery:
     """The delivery's headers, checked; raises BadWebhook naming what is wrong."""
     topic = headers.get("X-Shopify-Topic", "").strip()
     shop = headers.get("X-Shopify-Shop-Domain", "").strip().lower()
@@ -96,6 +103,6 @@ def read_delivery(headers: Mapping[str, str]) -> Delivery:
         topic=topic,
         shop=shop,
         webhook_id=webhook_id,
-        triggered_at=headers.get("X-Shopify-Triggered-At"),
-        api_version=headers.get("X-Shopify-API-Version"),
+        triggered_at=headers.get("X-Shopify-Triggered-At", "") or None,
+        api_version=headers.get("X-Shopify-API-Version", "") or None,
     )
