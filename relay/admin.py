@@ -185,3 +185,31 @@ def rotate_secrets(config: Config) -> int:
                 row.encrypted_secrets = keyring.rotate(row.encrypted_secrets)
                 count += 1
     return count
+
+
+def list_shops(config: Config) -> Iterator[str]:
+    db = _open(config)
+    with db.session() as session:
+        rows = session.scalars(select(Shop).order_by(Shop.domain)).all()
+        if not rows:
+            yield "no shops"
+        for shop in rows:
+            state = (
+                "installed"
+                if shop.installed
+                else f"uninstalled {shop.uninstalled_at:%Y-%m-%d %H:%M}"
+            )
+            yield f"{shop.domain}: {state}"
+
+
+def reinstall_shop(config: Config, domain: str) -> str:
+    db = _open(config)
+    with db.session() as session:
+        shop = find_shop(session, domain)
+        if shop is None:
+            raise ConfigError(f"no shop {domain!r} (see `relay shops list`)")
+        if shop.installed:
+            return f"{domain}: already installed"
+        shop.installed = True
+        shop.uninstalled_at = None
+    return f"{domain}: installed again; new events will be sent"

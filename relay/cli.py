@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,8 +13,6 @@ import click
 from relay import logs
 from relay.config import Config
 from relay.errors import BadInput, ConfigError, RelayError
-
-REDIS_URL_FILE = "redis.url"
 
 
 class RelayGroup(click.Group):
@@ -38,7 +33,12 @@ def cli(ctx: click.Context) -> None:
         config = Config.from_env()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    logs.configure(config.log_level)
+    long_running = ctx.invoked_subcommand in ("serve", "worker")
+    if long_running or "RELAY_LOG_LEVEL" in os.environ:
+        logs.configure(config.log_level)
+    else:
+        # One-off commands print their answer; routine INFO lines would bury it.
+        logs.configure("WARNING")
     ctx.obj = config
 
 
@@ -59,37 +59,9 @@ def serve(config: Config, host: str, port: int | None) -> None:
     With no REDIS_URL, an embedded Redis runs in the instance folder for as
     long as this command does.
     """
-    from werkzeug.serving import run_simple
+    from relay.devserver import serve as run_serve
 
-    from relay.redisconn import EmbeddedRedis
-    from relay.runtime import Runtime
-    from webapp import create_app
-
-    embedded = EmbeddedRedis(config.instance_path) if config.redis_url is None else None
-    redis_url = embedded.url if embedded else config.redis_url
-    assert redis_url is not None
-    url_file = config.instance_path / REDIS_URL_FILE
-    if embedded:
-        url_file.write_text(redis_url + "\n")
-
-    runtime = Runtime.build(config, redis_url=redis_url)
-    runtime.db.upgrade()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "worker"],
-        env={**os.environ, "REDIS_URL": redis_url},
-    )
-    # A plain `kill` must still stop the worker and save the embedded Redis.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        run_simple(
-            host, port or config.port, create_app(runtime=runtime), threaded=True
-        )
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        if embedded:
-            url_file.unlink(missing_ok=True)
-            embedded.stop()
+    run_serve(config, host, port or config.port)
 
 
 @cli.command()
@@ -257,6 +229,35 @@ def deliveries(
 
 
 @cli.group()
+def shops() -> None:
+    """The shops Relay knows."""
+
+
+@shops.command("list")
+@click.pass_obj
+def shops_list(config: Config) -> None:
+    """Every shop, installed or not."""
+    from relay.admin import list_shops
+
+    for line in list_shops(config):
+        click.echo(line)
+
+
+@shops.command("reinstall")
+@click.argument("domain")
+@click.pass_obj
+def shops_reinstall(config: Config, domain: str) -> None:
+    """Mark DOMAIN installed again, so its events are sent.
+
+    Until Relay records installs itself, this is how an operator undoes an
+    `app/uninstalled` for a shop that installed the app again.
+    """
+    from relay.admin import reinstall_shop
+
+    click.echo(reinstall_shop(config, domain))
+
+
+@cli.group()
 def db() -> None:
     """The database schema."""
 
@@ -298,6 +299,7 @@ def secrets_rotate(config: Config) -> None:
 
 def _runtime(config: Config) -> Any:
     """A runtime on REDIS_URL, or on the embedded Redis `relay serve` runs."""
+    from relay.devserver import REDIS_URL_FILE
     from relay.runtime import Runtime
 
     url = config.redis_url

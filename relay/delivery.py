@@ -139,7 +139,25 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         formatted = destination.format_event(event, config)
     except Skip as reason:
         return skip(reason.reason)
+    except Exception:
+        # Formatting is deterministic: retrying would fail the same way.
+        log.exception(
+            "%s: the %s plugin could not format it", label, delivery.destination
+        )
+        return skip("destination could not format the event", status="failed")
     return Prepared(destination, config, formatted)
+
+
+def give_up(runtime: Runtime, delivery_id: int, error: BaseException) -> None:
+    """Mark a delivery failed after its job's last attempt raised `error`."""
+    log.error(
+        "delivery %s: failed for good after its last retry (%s)",
+        delivery_id,
+        type(error).__name__,
+    )
+    _update(
+        runtime, delivery_id, "failed", f"gave up: {type(error).__name__}", None, None
+    )
 
 
 def _record_retryable(

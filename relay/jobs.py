@@ -3,7 +3,11 @@ and in the database, never in a job's arguments, result or description."""
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import Any
+
 from rq import get_current_job
+from rq.job import Job
 
 from relay import delivery, pipeline, runtime
 
@@ -18,3 +22,22 @@ def deliver(delivery_id: int) -> None:
     job = get_current_job()
     last_attempt = job is None or not job.retries_left
     delivery.deliver(runtime.current(), delivery_id, last_attempt=last_attempt)
+
+
+def deliver_failed(
+    job: Job,
+    connection: Any,
+    kind: type[BaseException],
+    error: BaseException,
+    traceback: TracebackType,
+) -> None:
+    """RQ's failure callback for `deliver`: record a delivery that gave up.
+
+    RQ calls it after every failed attempt; only the last one, with no retry
+    left, marks the delivery failed, so the log never shows a delivery as
+    queued that nothing will ever send.
+    """
+    if job.retries_left:
+        return
+    (delivery_id,) = job.args
+    delivery.give_up(runtime.current(), delivery_id, error)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.job import Job
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from relay.shops import active_destinations, ensure_shop, mark_uninstalled
 log = logging.getLogger(__name__)
 
 DELIVER = "relay.jobs.deliver"
+DELIVER_FAILED = "relay.jobs.deliver_failed"
 CART_SECONDS = 30 * 24 * 3600
 
 Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[int]]
@@ -74,7 +75,8 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
 def _payload(body: bytes) -> dict[str, Any] | None:
     try:
         payload = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # The web process parsed it, on a deeper stack than a job may have.
         return None
     return payload if isinstance(payload, dict) else None
 
@@ -82,7 +84,7 @@ def _payload(body: bytes) -> dict[str, Any] | None:
 def _order(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[int]:
-    if payload.get("cancelled_at"):
+    if isinstance(payload.get("cancelled_at"), str) and payload["cancelled_at"]:
         log.info(
             "order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain
         )
@@ -240,4 +242,5 @@ def enqueue_delivery(
         result_ttl=config.job_result_seconds,
         failure_ttl=config.job_failure_seconds,
         retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600, 7200, 14400]),
+        on_failure=Callback(DELIVER_FAILED),
     )

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rq import Worker
+from rq.job import Job
 
 # Imported by the worker process itself, so every forked work horse inherits
 # the job modules instead of importing them for each job.
 import relay.jobs  # noqa: F401
 from relay import runtime as runtime_module
+from relay.errors import RetryableDelivery
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+
+class RelayWorker(Worker):
+    """RQ's forking worker, quieter about failures Relay expects.
+
+    A delivery the platform or network failed raises RetryableDelivery so
+    that RQ schedules its retry; Relay has already logged why, so RQ's
+    ERROR line with a traceback would only make a routine retry look like a
+    crash at 3 a.m. Every other exception is logged by RQ as usual.
+    """
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if isinstance(exc_info[1], RetryableDelivery):
+            log.info("job %s: retry scheduled by RQ", job.id)
+            return
+        super().handle_exception(job, *exc_info)
 
 
 def run_worker(runtime: Runtime, *, burst: bool = False) -> bool:
@@ -22,7 +41,7 @@ def run_worker(runtime: Runtime, *, burst: bool = False) -> bool:
     Returns whether any job was processed.
     """
     runtime_module.install(runtime)
-    worker = Worker(
+    worker = RelayWorker(
         [runtime.queue],
         connection=runtime.redis,
         # RQ would otherwise log each job's call with its arguments.

@@ -10,7 +10,9 @@ build the schema.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ import redis
 from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 from sqlalchemy import MetaData, delete
+from werkzeug.serving import make_server
 
 from relay import runtime as runtime_module
 from relay.clock import FixedClock
@@ -184,3 +187,34 @@ def post_fixture(client: FlaskClient, name: str, **header_changes: str) -> Any:
 def work(runtime: Runtime) -> None:
     """Run a real RQ worker in burst mode until the queue is empty."""
     run_worker(runtime, burst=True)
+
+
+@pytest.fixture
+def process_log(tmp_path: Path) -> Iterator[Any]:
+    """Everything logged by this process and the work horses it forks.
+
+    pytest's caplog lives in this process's memory; a forked RQ work horse
+    inherits this file handler instead, so its lines are read back too.
+    """
+    path = tmp_path / "process.log"
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield lambda: path.read_text()
+    root.removeHandler(handler)
+    root.setLevel(previous_level)
+    handler.close()
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[tuple[str, int]]:
+    """The app behind a real HTTP server on loopback, for framing tests."""
+    server = make_server("127.0.0.1", 0, create_app(runtime=runtime), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield ("127.0.0.1", server.server_port)
+    server.shutdown()
+    thread.join()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -205,3 +208,40 @@ def test_replay_refuses_a_shop_that_is_not_a_myshopify_domain(env):
 
     assert result.exit_code == 2
     assert "expected a myshopify.com domain" in result.output
+
+
+def test_shops_reinstall_undoes_an_uninstall(
+    env, client, runtime, pinterest, database_url
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    from tests.conftest import post_fixture
+
+    post_fixture(client, "app_uninstalled.json")
+    work(runtime)
+    env.update(
+        DATABASE_URL=database_url, RELAY_SECRET_KEY=runtime.config.secret_keys[0]
+    )
+    assert run(env, "shops", "list").output.startswith(
+        f"{SHOP}: uninstalled 2026-07-14"
+    )
+
+    result = run(env, "shops", "reinstall", SHOP)
+
+    assert result.output == f"{SHOP}: installed again; new events will be sent\n"
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+    assert [event["event_id"] for event in pinterest.events] == ["6123456789012"]
+
+
+def test_one_off_commands_print_no_routine_log_lines(env):
+    # A real process: pytest's own log capture would hide the lines otherwise.
+    result = subprocess.run(
+        [sys.executable, "-m", "relay.cli", "destinations", "list", "--shop", SHOP],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert result.stdout == f"{SHOP}: no destinations set up\n"
+    assert result.stderr == ""

@@ -21,7 +21,9 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     runtime = runtime or Runtime.build(config)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.webhook_max_bytes
+    # A byte over the webhook limit, so the view sees an oversized body and
+    # answers 413 itself however the body is framed.
+    app.config["MAX_CONTENT_LENGTH"] = config.webhook_max_bytes + 1
     app.extensions["relay"] = runtime
     if not config.webhook_secrets:
         log.error("webhooks: SHOPIFY_API_SECRET is not set, every webhook will get 401")

@@ -17,9 +17,15 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from relay.errors import BadWebhook
-from relay.intake import accept_webhook
+from relay.intake import Acceptance, accept_webhook
 from relay.runtime import Runtime
-from relay.shopify.webhooks import TOPICS, Handling, read_delivery, signature_is_valid
+from relay.shopify.webhooks import (
+    SHOP_DOMAIN,
+    TOPICS,
+    Handling,
+    read_delivery,
+    signature_is_valid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +35,18 @@ blueprint = Blueprint("webhooks", __name__)
 @blueprint.post("/webhooks")
 def receive() -> Response:
     runtime: Runtime = current_app.extensions["relay"]
-    body = request.get_data(cache=False)
+    body = _read_body(runtime.config.webhook_max_bytes)
+    if body is None:
+        log.warning(
+            "webhook refused: body over %d bytes", runtime.config.webhook_max_bytes
+        )
+        return _answer(413, error="body is larger than any Shopify webhook")
 
     signature = request.headers.get("X-Shopify-Hmac-Sha256", "")
-    if not signature_is_valid(body, signature, runtime.config.webhook_secrets):
-        log.warning(
-            "webhook from %s refused: bad signature",
-            request.headers.get("X-Shopify-Shop-Domain", "unknown shop")[:100],
-        )
+    secrets = runtime.config.webhook_secrets
+    if not signature_is_valid(body, signature, secrets):
+        why = "bad signature" if secrets else "SHOPIFY_API_SECRET is not set"
+        log.warning("webhook from %s refused: %s", _claimed_shop(), why)
         return _answer(401, error="missing or invalid X-Shopify-Hmac-Sha256")
 
     try:
@@ -52,7 +62,7 @@ def receive() -> Response:
             "webhook %s from %s: topic %s not used",
             delivery.webhook_id,
             delivery.shop,
-            delivery.topic[:100],
+            delivery.topic,
         )
         return _answer(200, status="ignored")
     if handling is Handling.ACKNOWLEDGE:
@@ -84,7 +94,40 @@ def receive() -> Response:
         response.headers["Retry-After"] = "30"
         return response
 
+    if acceptance is Acceptance.DUPLICATE:
+        log.info(
+            "webhook %s from %s: redelivery of %s acknowledged, not queued again",
+            delivery.webhook_id,
+            delivery.shop,
+            delivery.topic,
+        )
     return _answer(200, status=acceptance.value)
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The raw body, or None when it is longer than `limit` bytes.
+
+    Read here rather than trusting Content-Length, so a chunked body over
+    the limit is refused as too large, not as a bad signature.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := request.stream.read(min(65536, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(chunks)
+
+
+def _claimed_shop() -> str:
+    """The shop header for a log line, only if it looks like a shop domain.
+
+    Anyone can send this header unsigned; echoing it would let them write
+    whatever they like into Relay's logs.
+    """
+    claimed = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
+    return claimed if SHOP_DOMAIN.match(claimed) else "an unnamed shop"
 
 
 def _require_json_object(body: bytes) -> None:

@@ -8,6 +8,7 @@ the few that an event cannot exist without (an id, a time): those raise
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -27,6 +28,13 @@ from relay.events import (
 log = logging.getLogger(__name__)
 
 Payload = Mapping[str, Any]
+
+_SHOPIFY_ID = re.compile(r"^[1-9][0-9]{0,19}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-=+/.]{1,255}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+MAX_QUANTITY = 1_000_000
+MAX_TEXT = 2_000
 
 
 def order_to_purchase(shop: str, order: Payload, topic: str) -> Event:
@@ -64,11 +72,11 @@ def checkout_to_begin_checkout(shop: str, checkout: Payload, topic: str) -> Even
     Its event id is the checkout token. Checkout payloads carry amounts in
     the shop's currency only, so value and currency both come from there.
     """
-    token = checkout.get("token")
-    if not isinstance(token, str) or not token:
-        raise BadInput("checkout has no token")
+    token = _token(checkout.get("token"))
+    if token is None:
+        raise BadInput("checkout has no usable token")
     occurred_at = _time(checkout.get("created_at"))
-    currency = _text(checkout.get("currency"))
+    currency = _currency(checkout.get("currency"))
     value = _decimal(checkout.get("subtotal_price"))
     log.info(
         "checkout %s for %s: valued in shop currency %s "
@@ -100,9 +108,10 @@ def cart_summary(cart: Payload) -> dict[str, Any]:
     Shopify's cart token may carry a `?key=` suffix (as `/cart.js` returns
     it); orders and checkouts refer to the part before it.
     """
-    token = cart.get("token") or cart.get("id")
-    if not isinstance(token, str) or not token:
-        raise BadInput("cart has no token")
+    raw = cart.get("token") or cart.get("id")
+    token = _token(raw.split("?", 1)[0]) if isinstance(raw, str) else None
+    if token is None:
+        raise BadInput("cart has no usable token")
 
     lines = []
     for line in _list(cart.get("line_items")):
@@ -122,7 +131,7 @@ def cart_summary(cart: Payload) -> dict[str, Any]:
             }
         )
     return {
-        "token": token.split("?", 1)[0],
+        "token": token,
         "updated_at": _text(cart.get("updated_at")),
         "lines": lines,
     }
@@ -157,7 +166,7 @@ def _order_value(
             order_id,
             shop,
         )
-        currency = currency or _text(order.get("currency"))
+        currency = currency or _currency(order.get("currency"))
         if subtotal is None:
             subtotal = _decimal(order.get("subtotal_price"))
     if subtotal is None:
@@ -165,6 +174,11 @@ def _order_value(
 
     if order.get("taxes_included") is True:
         subtotal -= _included_item_tax(order.get("line_items"), side)
+        if subtotal.is_signed():
+            log.warning(
+                "order %s for %s: included tax exceeds subtotal", order_id, shop
+            )
+            return currency, None
     return currency, subtotal
 
 
@@ -188,7 +202,7 @@ def _money(money_set: Any, side: str) -> tuple[str | None, Decimal | None]:
     money = money_set.get(side)
     if not isinstance(money, Mapping):
         return None, None
-    return _text(money.get("currency_code")), _decimal(money.get("amount"))
+    return _currency(money.get("currency_code")), _decimal(money.get("amount"))
 
 
 def _items(lines: Any, side: str) -> tuple[Item, ...]:
@@ -261,10 +275,14 @@ def _first_address(*candidates: Any) -> Mapping[str, Any]:
 
 def _click_ids(landing_site: Any) -> dict[str, str]:
     """Ad click ids on the landing URL; Pinterest's arrives as `epik`."""
-    if not isinstance(landing_site, str) or "?" not in landing_site:
+    url = _text(landing_site)
+    if url is None or "?" not in url:
         return {}
-    query = parse_qs(urlsplit(landing_site).query)
-    epik = query.get("epik", [""])[0].strip()
+    try:
+        query = parse_qs(urlsplit(url).query)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return {}
+    epik = _text(query.get("epik", [""])[0])
     return {"epik": epik} if epik else {}
 
 
@@ -295,48 +313,88 @@ def _required_id(payload: Payload, key: str, what: str) -> str:
 
 
 def _id_text(value: Any) -> str | None:
-    """Shopify ids arrive as JSON integers in webhooks and strings elsewhere."""
+    """A Shopify numeric id as a string, or None.
+
+    Webhooks send ids as JSON integers, the pixel as strings, Admin GraphQL
+    as `gid://shopify/Order/123`. Anything else (negative, fractional, huge,
+    not digits) is no Shopify id and is treated as missing.
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip().rsplit("/", 1)[-1]  # gid://shopify/Order/123 → 123
+        text = str(value) if value > 0 else ""
+    elif isinstance(value, str):
+        text = value.strip().rsplit("/", 1)[-1]
+    else:
+        return None
+    return text if _SHOPIFY_ID.match(text) else None
+
+
+def _token(value: Any) -> str | None:
+    """A cart or checkout token: URL-safe characters, bounded length."""
+    if isinstance(value, str) and _TOKEN.match(value):
+        return value
     return None
 
 
 def _time(value: Any) -> datetime:
+    """An ISO 8601 time with an offset, within the years a store can act in."""
     if not isinstance(value, str):
         raise BadInput("payload has no usable timestamp")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"timestamp {value!r} is not ISO 8601") from None
+        raise BadInput("payload timestamp is not ISO 8601") from None
     if parsed.tzinfo is None:
-        raise BadInput(f"timestamp {value!r} has no UTC offset")
+        raise BadInput("payload timestamp has no UTC offset")
+    # Far-off years overflow conversions downstream and no store acts in them.
+    if not EARLIEST_YEAR <= parsed.year <= LATEST_YEAR:
+        raise BadInput(f"payload timestamp is outside {EARLIEST_YEAR}–{LATEST_YEAR}")
     return parsed
 
 
 def _decimal(value: Any) -> Decimal | None:
+    """A non-negative amount of money, or None.
+
+    Amounts past a trillion, negative or not finite are not prices any store
+    charges; they are treated as missing rather than sent to a platform.
+    """
     if isinstance(value, bool) or value is None:
         return None
     try:
         number = Decimal(str(value))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return None
-    return number if number.is_finite() else None
+    if not number.is_finite() or number.is_signed() or number.adjusted() > 12:
+        return None
+    return number
 
 
 def _quantity(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
         return 0
-    return value
+    return value if 0 <= value <= MAX_QUANTITY else 0
+
+
+def _currency(value: Any) -> str | None:
+    """An ISO 4217 code such as "CAD"."""
+    if isinstance(value, str) and _CURRENCY.match(value):
+        return value
+    return None
 
 
 def _text(value: Any) -> str | None:
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
+    """Trimmed text, or None for empty, oversized or unencodable values."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or len(text) > MAX_TEXT or "\x00" in text:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a \ud800 escape
+        return None
+    return text
 
 
 def _first_text(*values: Any) -> str | None:

@@ -15,6 +15,10 @@ from relay.errors import BadWebhook
 
 # Shopify's shop domains; the tenant key must never come from a payload.
 SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}\.myshopify\.com$")
+# Topics and webhook ids are short printable ASCII (ids are UUIDs); checking
+# them keeps what reaches Redis keys and log lines to what Shopify sends.
+TOPIC = re.compile(r"^[a-z_]{1,40}/[a-z_]{1,40}$")
+WEBHOOK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class Handling(Enum):
@@ -96,8 +100,10 @@ def read_delivery(headers: Headers) -> Delivery:
         raise BadWebhook("X-Shopify-Shop-Domain is not a myshopify.com domain")
     if not webhook_id:
         raise BadWebhook("missing X-Shopify-Webhook-Id header")
-    if len(webhook_id) > 200 or len(topic) > 100:
-        raise BadWebhook("X-Shopify-Topic or X-Shopify-Webhook-Id is too long")
+    if not TOPIC.match(topic):
+        raise BadWebhook("X-Shopify-Topic is not a topic such as orders/create")
+    if not WEBHOOK_ID.match(webhook_id):
+        raise BadWebhook("X-Shopify-Webhook-Id has unexpected characters or length")
 
     return Delivery(
         topic=topic,

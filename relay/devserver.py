@@ -1,0 +1,67 @@
+"""`relay serve`: the web app and a worker in one command, for development."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from werkzeug.serving import run_simple
+
+from relay.config import Config
+from relay.redisconn import EmbeddedRedis
+from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# Where `relay serve` tells other commands which Redis it runs.
+REDIS_URL_FILE = "redis.url"
+
+
+def serve(config: Config, host: str, port: int) -> None:
+    """Run until interrupted; stop the worker and the embedded Redis after."""
+    embedded = EmbeddedRedis(config.instance_path) if config.redis_url is None else None
+    redis_url = embedded.url if embedded else config.redis_url
+    assert redis_url is not None
+    url_file = config.instance_path / REDIS_URL_FILE
+    if embedded:
+        url_file.write_text(redis_url + "\n")
+
+    runtime = Runtime.build(config, redis_url=redis_url)
+    runtime.db.upgrade()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "relay.cli", "worker"],
+        env={**os.environ, "REDIS_URL": redis_url},
+    )
+    # A plain `kill` must still stop the worker and save the embedded Redis.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    threading.Thread(target=_watch, args=(worker,), daemon=True).start()
+
+    from webapp import create_app
+
+    try:
+        run_simple(host, port, create_app(runtime=runtime), threaded=True)
+    finally:
+        _stop(worker, embedded, url_file)
+
+
+def _watch(worker: subprocess.Popen[bytes]) -> None:
+    """Stop serving when the worker dies: webhooks would pile up unprocessed."""
+    code = worker.wait()
+    log.error("serve: the worker exited with code %s; stopping", code)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _stop(
+    worker: subprocess.Popen[bytes], embedded: EmbeddedRedis | None, url_file: Path
+) -> None:
+    if worker.poll() is None:
+        worker.terminate()
+        worker.wait(timeout=30)
+    if embedded:
+        url_file.unlink(missing_ok=True)
+        embedded.stop()
