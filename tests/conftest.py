@@ -158,9 +158,10 @@ def connected_shop(runtime: Runtime, pinterest: FakePinterest) -> str:
     return SHOP
 
 
-def connect_pinterest(
-    runtime: Runtime, pinterest: FakePinterest, shop: str, *, test_mode: bool = False
+def configure_destination(
+    runtime: Runtime, name: str, changes: dict[str, Any], shop: str = SHOP, **flags: Any
 ) -> None:
+    """Save a shop's settings for destination `name`, as the CLI would."""
     now = runtime.clock.now()
     with runtime.db.session() as session:
         save_destination(
@@ -168,15 +169,27 @@ def connect_pinterest(
             runtime.keyring,
             runtime.plugins,
             ensure_shop(session, shop, now),
-            "pinterest",
-            {
-                "ad_account_id": pinterest.ad_account_id,
-                "conversion_token": pinterest.token,
-                "api_base": pinterest.api_base,
-            },
+            name,
+            changes,
             now,
-            test_mode=test_mode,
+            **flags,
         )
+
+
+def connect_pinterest(
+    runtime: Runtime, pinterest: FakePinterest, shop: str, *, test_mode: bool = False
+) -> None:
+    configure_destination(
+        runtime,
+        "pinterest",
+        {
+            "ad_account_id": pinterest.ad_account_id,
+            "conversion_token": pinterest.token,
+            "api_base": pinterest.api_base,
+        },
+        shop,
+        test_mode=test_mode,
+    )
 
 
 def post_fixture(client: FlaskClient, name: str, **header_changes: str) -> Any:

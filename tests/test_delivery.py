@@ -10,8 +10,7 @@ from sqlalchemy import select
 from relay import delivery as delivery_module
 from relay.errors import RetryableDelivery
 from relay.models import Delivery
-from relay.shops import ensure_shop, save_destination
-from tests.conftest import SHOP, post_fixture, work
+from tests.conftest import configure_destination, post_fixture, work
 
 
 def the_delivery(runtime) -> Delivery:  # type: ignore[no-untyped-def]
@@ -46,16 +45,7 @@ def test_pinterest_5xx_leaves_the_delivery_retrying_with_a_scheduled_retry(
 
 
 def test_network_failure_is_retried(client, runtime, pinterest, connected_shop):
-    with runtime.db.session() as session:
-        save_destination(
-            session,
-            runtime.keyring,
-            runtime.plugins,
-            ensure_shop(session, SHOP, runtime.clock.now()),
-            "pinterest",
-            {"api_base": "http://127.0.0.1:1"},
-            runtime.clock.now(),
-        )
+    configure_destination(runtime, "pinterest", {"api_base": "http://127.0.0.1:1"})
 
     post_fixture(client, "orders_create.json")
     work(runtime)
@@ -144,17 +134,7 @@ def test_events_for_a_disabled_destination_are_not_sent(
     client, runtime, pinterest, connected_shop
 ):
     post_fixture(client, "orders_create.json")
-    with runtime.db.session() as session:
-        save_destination(
-            session,
-            runtime.keyring,
-            runtime.plugins,
-            ensure_shop(session, SHOP, runtime.clock.now()),
-            "pinterest",
-            {},
-            runtime.clock.now(),
-            enabled=False,
-        )
+    configure_destination(runtime, "pinterest", {}, enabled=False)
     work(runtime)
 
     assert pinterest.requests == []

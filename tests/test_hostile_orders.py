@@ -17,7 +17,14 @@ from relay import keys
 from relay.intake import accept_webhook
 from relay.models import Delivery
 from relay.shopify.webhooks import sign
-from tests.conftest import SECRET, SHOP, fixture_bytes, fixture_headers, work
+from tests.conftest import (
+    SECRET,
+    SHOP,
+    configure_destination,
+    fixture_bytes,
+    fixture_headers,
+    work,
+)
 
 ORDER = json.loads(fixture_bytes("orders_create.json"))
 
@@ -240,24 +247,13 @@ def test_plugin_that_cannot_format_fails_the_delivery_once(
     tmp_path, monkeypatch, client, runtime
 ):
     from relay.plugins import Plugins
-    from relay.shops import ensure_shop, save_destination
 
     (tmp_path / "brokendest.py").write_text(BROKEN_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     toml = tmp_path / "plugins.toml"
     toml.write_text('[plugins]\nmodules = ["brokendest"]\n')
     runtime.plugins = Plugins.load(toml)
-    with runtime.db.session() as session:
-        shop = ensure_shop(session, SHOP, runtime.clock.now())
-        save_destination(
-            session,
-            runtime.keyring,
-            runtime.plugins,
-            shop,
-            "broken",
-            {},
-            runtime.clock.now(),
-        )
+    configure_destination(runtime, "broken", {})
 
     post_signed(client, order(), "broken-1")
     work(runtime)

@@ -14,8 +14,7 @@ from relay.destinations import Destination
 from relay.errors import ConfigError
 from relay.plugins import Plugins
 from relay.runtime import Runtime
-from relay.shops import ensure_shop, save_destination
-from tests.conftest import SHOP, TESTS, post_fixture, work
+from tests.conftest import SHOP, TESTS, configure_destination, post_fixture, work
 from webapp import create_app
 
 TINY_PLUGIN = """
@@ -78,17 +77,7 @@ def test_third_party_plugin_receives_events_without_core_changes(
     outbox = tmp_path / "outbox.jsonl"
 
     runtime.plugins = Plugins.load(runtime.config.plugins_file)
-    with runtime.db.session() as session:
-        shop = ensure_shop(session, SHOP, runtime.clock.now())
-        save_destination(
-            session,
-            runtime.keyring,
-            runtime.plugins,
-            shop,
-            "tiny",
-            {"outbox": str(outbox)},
-            runtime.clock.now(),
-        )
+    configure_destination(runtime, "tiny", {"outbox": str(outbox)})
     client = create_app(runtime=runtime).test_client()
     post_fixture(client, "orders_create.json")
     work(runtime)
