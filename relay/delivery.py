@@ -79,7 +79,12 @@ def deliver(runtime: Runtime, delivery_id: int, *, last_attempt: bool) -> None:
         )
         return
 
-    result = results[0]
+    if len(results) != 1:
+        # A plugin bug; what the platform did with the event is unknown.
+        log.error("%s: plugin returned %d results for 1 event", label, len(results))
+        _update(runtime, delivery_id, "failed", "plugin answered wrongly", None, None)
+        return
+    (result,) = results
     status = "sent" if result.outcome == Outcome.SENT else "failed"
     log.info("%s: %s (HTTP %s)", label, status, result.http_status)
     _update(

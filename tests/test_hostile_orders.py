@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from relay import keys
 from relay.intake import accept_webhook
@@ -33,7 +35,9 @@ def order(**changes: Any) -> dict[str, Any]:
     return {**ORDER, **changes}
 
 
-def post_signed(client, payload: Any, webhook_id: str, topic: str = "orders/create"):  # type: ignore[no-untyped-def]
+def post_signed(
+    client: FlaskClient, payload: Any, webhook_id: str, topic: str = "orders/create"
+) -> TestResponse:
     body = json.dumps(payload).encode()
     headers = {
         **fixture_headers("orders_create.json"),
