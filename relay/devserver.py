@@ -39,19 +39,23 @@ def serve(config: Config, host: str, port: int) -> None:
     )
     # A plain `kill` must still stop the worker and save the embedded Redis.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    threading.Thread(target=_watch, args=(worker,), daemon=True).start()
+    stopping = threading.Event()
+    threading.Thread(target=_watch, args=(worker, stopping), daemon=True).start()
 
     from webapp import create_app
 
     try:
         run_simple(host, port, create_app(runtime=runtime), threaded=True)
     finally:
+        stopping.set()
         _stop(worker, embedded, url_file)
 
 
-def _watch(worker: subprocess.Popen[bytes]) -> None:
+def _watch(worker: subprocess.Popen[bytes], stopping: threading.Event) -> None:
     """Stop serving when the worker dies: webhooks would pile up unprocessed."""
     code = worker.wait()
+    if stopping.is_set():
+        return  # we stopped it ourselves
     log.error("serve: the worker exited with code %s; stopping", code)
     os.kill(os.getpid(), signal.SIGTERM)
 
