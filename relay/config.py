@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from relay.errors import ConfigError
@@ -50,7 +50,6 @@ class Config:
     job_result_seconds: int = 10 * 60
     job_failure_seconds: int = 7 * DAY
     job_timeout_seconds: int = 120
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:

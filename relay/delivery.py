@@ -20,7 +20,12 @@ from relay.destinations import (
     Outcome,
     Skip,
 )
-from relay.errors import ConfigError, PermanentDelivery, RetryableDelivery
+from relay.errors import (
+    ConfigError,
+    DeliveryError,
+    PermanentDelivery,
+    RetryableDelivery,
+)
 from relay.events import Event
 from relay.models import Delivery
 from relay.runtime import Runtime
@@ -38,12 +43,12 @@ class Prepared:
     formatted: FormattedEvent
 
 
-def deliver(runtime: Runtime, delivery_id: int, *, last_attempt: bool) -> None:
+def deliver(runtime: Runtime, delivery_id: int) -> None:
     """Send delivery `delivery_id` unless it is done or must be skipped.
 
-    Raises RetryableDelivery when the platform or network failed and another
-    attempt is left, so RQ retries the job; on the last attempt the delivery
-    is marked failed instead.
+    Raises RetryableDelivery, after marking the delivery `retrying`, when the
+    platform or network failed: RQ retries the job, and once no retry is
+    left its failure callback calls `give_up`.
     """
     with runtime.db.session() as session:
         delivery = session.get(Delivery, delivery_id)
@@ -63,10 +68,16 @@ def deliver(runtime: Runtime, delivery_id: int, *, last_attempt: bool) -> None:
     try:
         results = prepared.destination.send_batch([prepared.formatted], prepared.config)
     except RetryableDelivery as error:
-        _record_retryable(runtime, delivery_id, label, error, last_attempt)
-        if not last_attempt:
-            raise
-        return
+        log.warning("%s: will retry: %s", label, error.reason)
+        _update(
+            runtime,
+            delivery_id,
+            "retrying",
+            error.reason,
+            error.http_status,
+            error.detail,
+        )
+        raise
     except PermanentDelivery as error:
         log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
         _update(
@@ -155,43 +166,14 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
 
 def give_up(runtime: Runtime, delivery_id: int, error: BaseException) -> None:
     """Mark a delivery failed after its job's last attempt raised `error`."""
-    log.error(
-        "delivery %s: failed for good after its last retry (%s)",
-        delivery_id,
-        type(error).__name__,
-    )
-    _update(
-        runtime, delivery_id, "failed", f"gave up: {type(error).__name__}", None, None
-    )
-
-
-def _record_retryable(
-    runtime: Runtime,
-    delivery_id: int,
-    label: str,
-    error: RetryableDelivery,
-    last_attempt: bool,
-) -> None:
-    if last_attempt:
-        log.error("%s: giving up after the last retry: %s", label, error.reason)
-        _update(
-            runtime,
-            delivery_id,
-            "failed",
-            f"gave up: {error.reason}",
-            error.http_status,
-            error.detail,
-        )
+    if isinstance(error, DeliveryError):
+        reason, http_status, detail = error.reason, error.http_status, error.detail
     else:
-        log.warning("%s: will retry: %s", label, error.reason)
-        _update(
-            runtime,
-            delivery_id,
-            "retrying",
-            error.reason,
-            error.http_status,
-            error.detail,
-        )
+        reason, http_status, detail = type(error).__name__, None, ""
+    log.error(
+        "delivery %s: failed for good after its last retry: %s", delivery_id, reason
+    )
+    _update(runtime, delivery_id, "failed", f"gave up: {reason}", http_status, detail)
 
 
 def _update(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from rq import get_current_job
 from rq.job import Job
 
 from relay import delivery, pipeline, runtime
@@ -19,9 +18,7 @@ def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
 
 def deliver(delivery_id: int) -> None:
     """Send one delivery; RQ retries it while the platform is failing."""
-    job = get_current_job()
-    last_attempt = job is None or not job.retries_left
-    delivery.deliver(runtime.current(), delivery_id, last_attempt=last_attempt)
+    delivery.deliver(runtime.current(), delivery_id)
 
 
 def deliver_failed(

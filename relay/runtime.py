@@ -16,6 +16,7 @@ from rq import Queue
 from relay.clock import Clock, SystemClock
 from relay.config import Config
 from relay.database import Database
+from relay.errors import ConfigError
 from relay.plugins import Plugins
 from relay.redisconn import connect
 from relay.secrets import KeyRing
@@ -41,7 +42,7 @@ class Runtime:
         """Connect to what `config` names; `redis_url` overrides its REDIS_URL."""
         url = redis_url or config.redis_url
         if url is None:
-            raise RuntimeError(
+            raise ConfigError(
                 "no Redis URL: set REDIS_URL, or start Relay with `relay serve`, "
                 "which runs an embedded Redis"
             )
@@ -73,5 +74,5 @@ def install(runtime: Runtime) -> None:
 
 def current() -> Runtime:
     if _current is None:
-        raise RuntimeError("no Relay runtime installed in this process")
+        raise ConfigError("no Relay runtime installed in this process")
     return _current

@@ -29,7 +29,9 @@ class RelayWorker(Worker):
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], RetryableDelivery):
-            log.info("job %s: retry scheduled by RQ", job.id)
+            log.info(
+                "job %s: platform or network failure, left to RQ's retries", job.id
+            )
             return
         super().handle_exception(job, *exc_info)
 

@@ -7,7 +7,6 @@ from datetime import timedelta
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from relay import delivery as delivery_module
 from relay.errors import RetryableDelivery
 from relay.models import Delivery
 from tests.conftest import configure_destination, post_fixture, work
@@ -62,10 +61,16 @@ def test_last_retry_marks_the_delivery_failed(
 ):
     pinterest.forced = (500, {"code": 1, "message": "boom"})
     post_fixture(client, "orders_create.json")
-    work(runtime)
-    delivery_id = the_delivery(runtime).id
+    work(runtime)  # first attempt fails; RQ schedules a retry
+    registry = ScheduledJobRegistry(queue=runtime.queue)
+    (job_id,) = registry.get_job_ids()
+    job = runtime.queue.fetch_job(job_id)
+    job.retries_left = 0  # as if every retry had been spent
+    job.save()
+    registry.remove(job)
+    runtime.queue.enqueue_job(job)
 
-    delivery_module.deliver(runtime, delivery_id, last_attempt=True)
+    work(runtime)
 
     delivery = the_delivery(runtime)
     assert (delivery.status, delivery.reason, delivery.attempts) == (
@@ -73,6 +78,8 @@ def test_last_retry_marks_the_delivery_failed(
         "gave up: Pinterest server error",
         2,
     )
+    assert (delivery.http_status, delivery.error) == (500, "1: boom")
+    assert registry.count == 0
 
 
 def test_refused_credentials_fail_the_delivery_with_pinterests_message(
