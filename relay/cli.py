@@ -206,7 +206,9 @@ def destinations_set(
 @cli.command()
 @click.option("--shop", help="Only this shop.")
 @click.option(
-    "--status", help="Only this status (queued, sent, failed, skipped, retrying)."
+    "--status",
+    type=click.Choice(["queued", "sent", "failed", "skipped", "retrying"]),
+    help="Only this status.",
 )
 @click.option("--order", "order_id", help="Only this Shopify order id.")
 @click.option("--customer", "customer_id", help="Only this Shopify customer id.")

@@ -46,7 +46,10 @@ class Database:
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
-        log.info("database %s: running migrations", self.engine.url.render_as_string())
+        log.info(
+            "database %s: applying any pending migrations",
+            self.engine.url.render_as_string(),
+        )
         with self.engine.begin() as connection:
             alembic = _alembic_config()
             alembic.attributes["connection"] = connection

@@ -63,9 +63,11 @@ def _watch(worker: subprocess.Popen[bytes], stopping: threading.Event) -> None:
 def _stop(
     worker: subprocess.Popen[bytes], embedded: EmbeddedRedis | None, url_file: Path
 ) -> None:
+    log.info("serve: stopping the worker and the embedded Redis (a few seconds)")
     if worker.poll() is None:
         worker.terminate()
         worker.wait(timeout=30)
     if embedded:
         url_file.unlink(missing_ok=True)
         embedded.stop()
+    log.info("serve: stopped")

@@ -106,7 +106,11 @@ def _cart(
     runtime.redis.set(
         keys.cart(shop.domain, summary["token"]), json.dumps(summary), ex=CART_SECONDS
     )
-    log.info("cart for %s: %d lines kept", shop.domain, len(summary["lines"]))
+    log.info(
+        "cart for %s: %d line(s) kept for matching with browser events",
+        shop.domain,
+        len(summary["lines"]),
+    )
     return []
 
 

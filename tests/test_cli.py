@@ -245,3 +245,10 @@ def test_one_off_commands_print_no_routine_log_lines(env):
 
     assert result.stdout == f"{SHOP}: no destinations set up\n"
     assert result.stderr == ""
+
+
+def test_deliveries_refuses_an_unknown_status(env):
+    result = run(env, "deliveries", "--status", "bogus")
+
+    assert result.exit_code == 2
+    assert "'bogus' is not one of" in result.output
