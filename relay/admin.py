@@ -82,7 +82,7 @@ def set_destination(
     test_mode: bool | None,
     enabled: bool | None,
 ) -> Iterator[str]:
-    if not SHOP_DOMAIN.match(shop_domain):
+    if not SHOP_DOMAIN.fullmatch(shop_domain):
         raise ConfigError(f"{shop_domain!r} is not a myshopify.com domain")
     plugins = Plugins.load(config.plugins_file)
     destination = plugins.destination(name)

@@ -124,7 +124,7 @@ def replay(
     from relay.preview import move_times
     from relay.shopify.webhooks import SHOP_DOMAIN, TOPICS
 
-    if not SHOP_DOMAIN.match(shop):
+    if not SHOP_DOMAIN.fullmatch(shop):
         raise click.BadParameter("expected a myshopify.com domain", param_hint="--shop")
     if topic not in TOPICS:
         raise click.BadParameter(f"Relay does not use {topic}", param_hint="--topic")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +35,9 @@ from relay.shops import destination_config
 log = logging.getLogger(__name__)
 
 PENDING = ("queued", "retrying")
+# Clocks disagree a little; an action hours ahead of ours is bad data, and
+# platforms refuse future times.
+FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
 @dataclass
@@ -151,6 +155,8 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         and now - event.occurred_at > destination.max_event_age
     ):
         return skip("too old")
+    if event.occurred_at - now > FUTURE_TOLERANCE:
+        return skip("in the future")
     try:
         formatted = destination.format_event(event, config)
     except Skip as reason:

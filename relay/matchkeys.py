@@ -26,7 +26,7 @@ def sha256(value: str) -> str:
 
 def is_digest(value: str) -> bool:
     """Whether `value` already is a SHA-256 hex digest."""
-    return bool(_DIGEST.match(value.strip().lower()))
+    return bool(_DIGEST.fullmatch(value.strip().lower()))
 
 
 def hashed(normalized: str | None, raw: str | None) -> str | None:

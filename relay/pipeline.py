@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from rq import Callback, Queue, Retry
 from rq.job import Job
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relay import keys
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 DELIVER = "relay.jobs.deliver"
 DELIVER_FAILED = "relay.jobs.deliver_failed"
 CART_SECONDS = 30 * 24 * 3600
+# Far longer than a job takes from its commit to enqueueing the deliveries.
+ORPHANED_AFTER = timedelta(minutes=2)
 
 Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[int]]
 
@@ -57,9 +61,17 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
         return
 
     try:
-        with runtime.db.session() as session:
-            shop_row = ensure_shop(session, shop, runtime.clock.now())
-            delivery_ids = handler(runtime, session, shop_row, payload, topic)
+        delivery_ids = _handle(runtime, handler, shop, payload, topic)
+    except IntegrityError:
+        # Shopify sends an order's create, paid and updated webhooks almost
+        # together; another worker recorded the same event first. Looking
+        # again finds it and adds nothing.
+        log.info(
+            "webhook %s from %s: event made concurrently, looking again",
+            webhook_id,
+            shop,
+        )
+        delivery_ids = _handle(runtime, handler, shop, payload, topic)
     except BadInput as error:
         # Retrying cannot make an unusable payload usable.
         log.warning(
@@ -70,6 +82,14 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
     for delivery_id in delivery_ids:
         enqueue_delivery(runtime, delivery_id)
     runtime.redis.delete(inbox_key)
+
+
+def _handle(
+    runtime: Runtime, handler: Handler, shop: str, payload: dict[str, Any], topic: str
+) -> list[int]:
+    with runtime.db.session() as session:
+        shop_row = ensure_shop(session, shop, runtime.clock.now())
+        return handler(runtime, session, shop_row, payload, topic)
 
 
 def _payload(body: bytes) -> dict[str, Any] | None:
@@ -84,7 +104,7 @@ def _payload(body: bytes) -> dict[str, Any] | None:
 def _order(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[int]:
-    if isinstance(payload.get("cancelled_at"), str) and payload["cancelled_at"]:
+    if payload.get("cancelled_at") not in (None, "", False):
         log.info(
             "order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain
         )
@@ -171,8 +191,8 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
         occurred_at=event.occurred_at,
         created_at=now,
     )
-    # Should a concurrent job insert the same event between the check above and
-    # this flush, the unique constraint fails this job and RQ's retry finds it.
+    # A concurrent job inserting the same event between the check above and
+    # this flush fails the unique constraint; process_webhook looks again.
     session.add(record)
     session.flush()
 
@@ -219,8 +239,16 @@ def _find_event(session: Session, shop: Shop, event: Event) -> EventRecord | Non
 def _orphaned_deliveries(
     runtime: Runtime, session: Session, record: EventRecord
 ) -> list[int]:
+    """Deliveries of `record` still queued with no job, long after creation.
+
+    Only old ones: a job that made a delivery a moment ago may not have
+    enqueued it yet, and enqueueing it here too would send it twice.
+    """
+    created_before = runtime.clock.now() - ORPHANED_AFTER
     query = select(Delivery.id).where(
-        Delivery.event_pk == record.id, Delivery.status == "queued"
+        Delivery.event_pk == record.id,
+        Delivery.status == "queued",
+        Delivery.created_at < created_before,
     )
     return [
         delivery_id

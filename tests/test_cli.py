@@ -172,7 +172,8 @@ def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
     env, runtime, pinterest, redis_url, database_url
 ):
     connect_pinterest(runtime, pinterest, SHOP)
-    pinterest.clock = SystemClock()
+    # --now moves the order to the real present, for Relay and Pinterest alike.
+    runtime.clock = pinterest.clock = SystemClock()
     env.update(
         REDIS_URL=redis_url,
         DATABASE_URL=database_url,

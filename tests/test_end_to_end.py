@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from rq.job import Job
 from sqlalchemy import select
 
 from relay import keys
@@ -405,3 +406,26 @@ def test_tax_inclusive_order_reaches_pinterest_without_the_included_tax(
         "EUR",
         "92.00",
     )
+
+
+@pytest.mark.parametrize(
+    "age, requests", [(timedelta(minutes=5), 2), (timedelta(0), 1)]
+)
+def test_a_delivery_that_lost_its_job_is_queued_again_by_the_next_webhook(
+    client, runtime, pinterest, connected_shop, age, requests
+):
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+    # As if the job had crashed between its commit and enqueueing the delivery.
+    with runtime.db.session() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        delivery.status = "queued"
+        delivery.created_at = runtime.clock.now() - age
+        job_id = f"deliver-{delivery.id}"
+    Job.fetch(job_id, connection=runtime.redis).delete()
+
+    post_fixture(client, "orders_paid.json")
+    work(runtime)
+
+    # Healed only once it is clearly orphaned; a fresh one has a job coming.
+    assert len(pinterest.requests) == requests

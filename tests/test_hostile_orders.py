@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import multiprocessing
 from collections.abc import Iterator
 from typing import Any
 
@@ -298,3 +299,126 @@ def test_delivery_whose_last_retry_crashes_is_marked_failed(
             "failed",
             "gave up: JSONDecodeError",
         )
+
+
+def checkout(**changes: Any) -> dict[str, Any]:
+    return {**json.loads(fixture_bytes("checkouts_create.json")), **changes}
+
+
+def test_token_with_a_trailing_newline_is_not_a_token(client, runtime, connected_shop):
+    post_signed(client, checkout(token="CAD\n"), "nl-1", topic="checkouts/create")
+    work(runtime)
+
+    with runtime.db.session() as session:
+        assert session.scalars(select(Delivery)).all() == []
+    assert runtime.queue.failed_job_registry.count == 0
+
+
+def test_amounts_in_scientific_notation_are_sent_in_plain_notation(
+    client, runtime, pinterest, connected_shop
+):
+    changed = order()
+    changed["subtotal_price_set"] = {
+        "presentment_money": {"amount": "5E+1", "currency_code": "CAD"}
+    }
+    line = {**ORDER["line_items"][0]}
+    line["price_set"] = {
+        "presentment_money": {"amount": "1e-7", "currency_code": "CAD"}
+    }
+    changed["line_items"] = [line]
+
+    post_signed(client, changed, "sci-1")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert event["custom_data"]["value"] == "50"
+    assert event["custom_data"]["contents"][0]["item_price"] == "0.0000001"
+
+
+def test_a_line_without_buyer_money_gets_no_price_rather_than_shop_money(
+    client, runtime, pinterest, connected_shop
+):
+    changed = order()
+    line = {**ORDER["line_items"][0], "price_set": {"shop_money": {"amount": "38.00"}}}
+    changed["line_items"] = [line, ORDER["line_items"][1]]
+
+    post_signed(client, changed, "mix-1")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert event["custom_data"]["currency"] == "CAD"
+    assert "item_price" not in event["custom_data"]["contents"][0]
+    assert event["custom_data"]["contents"][1]["item_price"] == "32.40"
+
+
+def test_included_tax_without_buyer_money_leaves_the_value_out(
+    client, runtime, pinterest, connected_shop
+):
+    changed = order(taxes_included=True)
+    line = {**ORDER["line_items"][0]}
+    line["tax_lines"] = [
+        {"price": "4.56", "price_set": {"shop_money": {"amount": "4.56"}}}
+    ]
+    changed["line_items"] = [line]
+
+    post_signed(client, changed, "tax-1")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert "value" not in event["custom_data"]
+
+
+@pytest.mark.parametrize(
+    "changes, reason",
+    [
+        ({"test": "true"}, "test order"),
+        ({"processed_at": "2026-07-14T18:21:32-04:00"}, "in the future"),
+    ],
+)
+def test_doubtful_orders_are_skipped_with_a_reason(
+    client, runtime, pinterest, connected_shop, changes, reason
+):
+    post_signed(client, order(**changes), "doubt-1")
+    work(runtime)
+
+    assert pinterest.requests == []
+    with runtime.db.session() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        assert (delivery.status, delivery.reason) == ("skipped", reason)
+
+
+@pytest.mark.parametrize("payload", [order(cancelled_at=True), order(id="orders/777")])
+def test_cancelled_or_idless_orders_make_no_purchase(
+    client, runtime, connected_shop, payload
+):
+    post_signed(client, payload, "none-1")
+    work(runtime)
+
+    with runtime.db.session() as session:
+        assert session.scalars(select(Delivery)).all() == []
+
+
+def test_concurrent_workers_make_one_purchase_per_order_without_failing_jobs(
+    client, runtime, pinterest, connected_shop
+):
+    # Shopify sends create, paid and updated for an order almost together;
+    # three workers race to record the same purchase.
+    for number in range(15):
+        for topic in ("orders/create", "orders/paid", "orders/updated"):
+            webhook_id = f"race-{number}-{topic.replace('/', '-')}"
+            response = post_signed(client, order(id=7_000 + number), webhook_id, topic)
+            assert response.json == {"status": "queued"}
+
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=work, args=(runtime,)) for _ in range(3)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=120)
+
+    assert [process.exitcode for process in workers] == [0, 0, 0]
+    assert runtime.queue.failed_job_registry.count == 0
+    assert ScheduledJobRegistry(queue=runtime.queue).count == 0
+    assert sorted(int(e["event_id"]) for e in pinterest.events) == list(
+        range(7000, 7015)
+    )

@@ -127,7 +127,7 @@ def _claimed_shop() -> str:
     whatever they like into Relay's logs.
     """
     claimed = request.headers.get("X-Shopify-Shop-Domain", "").strip().lower()
-    return claimed if SHOP_DOMAIN.match(claimed) else "an unnamed shop"
+    return claimed if SHOP_DOMAIN.fullmatch(claimed) else "an unnamed shop"
 
 
 def _require_json_object(body: bytes) -> None:

@@ -61,7 +61,9 @@ def order_to_purchase(shop: str, order: Payload, topic: str) -> Event:
             order_id=order_id,
             items=_items(order.get("line_items"), _money_side(order)),
         ),
-        test=order.get("test") is True,
+        # Anything but an explicit false counts as a test: sending a test
+        # order live is worse than holding back a real one.
+        test=order.get("test") not in (False, None, "false"),
         origin=f"webhook:{topic}",
     )
 
@@ -126,7 +128,7 @@ def cart_summary(cart: Payload) -> dict[str, Any]:
                 "variant_id": _id_text(line.get("variant_id")),
                 "product_id": _id_text(line.get("product_id")),
                 "quantity": _quantity(line.get("quantity")),
-                "price": None if price is None else str(price),
+                "price": None if price is None else format(price, "f"),
                 "currency": currency,
             }
         )
@@ -173,7 +175,13 @@ def _order_value(
         return currency, None
 
     if order.get("taxes_included") is True:
-        subtotal -= _included_item_tax(order.get("line_items"), side)
+        included = _included_item_tax(order.get("line_items"), side)
+        if included is None:
+            log.warning(
+                "order %s for %s: included tax unreadable, no value", order_id, shop
+            )
+            return currency, None
+        subtotal -= included
         if subtotal.is_signed():
             log.warning(
                 "order %s for %s: included tax exceeds subtotal", order_id, shop
@@ -182,17 +190,21 @@ def _order_value(
     return currency, subtotal
 
 
-def _included_item_tax(lines: Any, side: str) -> Decimal:
+def _included_item_tax(lines: Any, side: str) -> Decimal | None:
+    """Tax included in the items, on `side`; None if a tax line lacks it."""
     total = Decimal("0")
     for line in _list(lines):
         if not isinstance(line, Mapping):
             continue
         for tax in _list(line.get("tax_lines")):
-            if isinstance(tax, Mapping):
-                amount = _money(tax.get("price_set"), side)[1]
-                if amount is None and side == "shop_money":
-                    amount = _decimal(tax.get("price"))
-                total += amount or Decimal("0")
+            if not isinstance(tax, Mapping):
+                continue
+            amount = _money(tax.get("price_set"), side)[1]
+            if amount is None and side == "shop_money":
+                amount = _decimal(tax.get("price"))
+            if amount is None:
+                return None
+            total += amount
     return total
 
 
@@ -211,7 +223,8 @@ def _items(lines: Any, side: str) -> tuple[Item, ...]:
         if not isinstance(line, Mapping):
             continue
         price = _money(line.get("price_set"), side)[1]
-        if price is None:
+        if price is None and side == "shop_money":
+            # `price` is shop money; never label it with the buyer's currency.
             price = _decimal(line.get("price"))
         items.append(
             Item(
@@ -324,15 +337,17 @@ def _id_text(value: Any) -> str | None:
     if isinstance(value, int):
         text = str(value) if value > 0 else ""
     elif isinstance(value, str):
-        text = value.strip().rsplit("/", 1)[-1]
+        text = value.strip()
+        if text.startswith("gid://shopify/"):
+            text = text.rsplit("/", 1)[-1]
     else:
         return None
-    return text if _SHOPIFY_ID.match(text) else None
+    return text if _SHOPIFY_ID.fullmatch(text) else None
 
 
 def _token(value: Any) -> str | None:
     """A cart or checkout token: URL-safe characters, bounded length."""
-    if isinstance(value, str) and _TOKEN.match(value):
+    if isinstance(value, str) and _TOKEN.fullmatch(value):
         return value
     return None
 
@@ -367,6 +382,11 @@ def _decimal(value: Any) -> Decimal | None:
         return None
     if not number.is_finite() or number.is_signed() or number.adjusted() > 12:
         return None
+    # Past ten decimal places no currency means anything; refusing them also
+    # keeps "0E-999999999" from becoming a billion zeros in plain notation.
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -10:
+        return None
     return number
 
 
@@ -378,7 +398,7 @@ def _quantity(value: Any) -> int:
 
 def _currency(value: Any) -> str | None:
     """An ISO 4217 code such as "CAD"."""
-    if isinstance(value, str) and _CURRENCY.match(value):
+    if isinstance(value, str) and _CURRENCY.fullmatch(value):
         return value
     return None
 

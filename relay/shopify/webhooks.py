@@ -96,13 +96,13 @@ def read_delivery(headers: Headers) -> Delivery:
         raise BadWebhook("missing X-Shopify-Topic header")
     if not shop:
         raise BadWebhook("missing X-Shopify-Shop-Domain header")
-    if not SHOP_DOMAIN.match(shop):
+    if not SHOP_DOMAIN.fullmatch(shop):
         raise BadWebhook("X-Shopify-Shop-Domain is not a myshopify.com domain")
     if not webhook_id:
         raise BadWebhook("missing X-Shopify-Webhook-Id header")
-    if not TOPIC.match(topic):
+    if not TOPIC.fullmatch(topic):
         raise BadWebhook("X-Shopify-Topic is not a topic such as orders/create")
-    if not WEBHOOK_ID.match(webhook_id):
+    if not WEBHOOK_ID.fullmatch(webhook_id):
         raise BadWebhook("X-Shopify-Webhook-Id has unexpected characters or length")
 
     return Delivery(

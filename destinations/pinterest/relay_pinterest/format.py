@@ -8,6 +8,7 @@ agent unhashed; money as decimal strings.
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from typing import Any
 
 from relay import matchkeys
@@ -122,7 +123,7 @@ def _custom_data(event: Event) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if commerce.currency and commerce.value is not None:
         data["currency"] = commerce.currency
-        data["value"] = str(commerce.value)
+        data["value"] = _decimal_text(commerce.value)
 
     items = [item for item in commerce.items if item.variant_id]
     if items:
@@ -137,9 +138,14 @@ def _custom_data(event: Event) -> dict[str, Any]:
 def _content(item: Any) -> dict[str, Any]:
     content: dict[str, Any] = {"id": item.variant_id, "quantity": item.quantity}
     if item.unit_price is not None:
-        content["item_price"] = str(item.unit_price)
+        content["item_price"] = _decimal_text(item.unit_price)
     if item.name:
         content["item_name"] = item.name
     if item.brand:
         content["item_brand"] = item.brand
     return content
+
+
+def _decimal_text(amount: Decimal) -> str:
+    """Plain notation ("50", never "5E+1"): Pinterest parses it as a double."""
+    return format(amount, "f")
