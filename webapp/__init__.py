@@ -26,7 +26,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app.config["MAX_CONTENT_LENGTH"] = config.webhook_max_bytes + 1
     app.extensions["relay"] = runtime
     if not config.webhook_secrets:
-        log.warning("webhooks: SHOPIFY_API_SECRET is not set, every webhook will get 401")
+        log.warning("webhooks: SHOPIFY_API_SECRET is not set; every webhook gets 401")
 
     from webapp import health, webhooks
 
