@@ -14,7 +14,14 @@ from relay.config import Config
 from relay.database import Database
 from relay.destinations import SettingKind
 from relay.errors import ConfigError
-from relay.models import Delivery, DestinationSetting, EventRecord, Shop
+from relay.models import (
+    Delivery,
+    DestinationSetting,
+    EventRecord,
+    PrivacyReport,
+    Shop,
+    ShopToken,
+)
 from relay.plugins import Plugins, validate_setting
 from relay.secrets import KeyRing
 from relay.shopify.webhooks import SHOP_DOMAIN
@@ -184,6 +191,12 @@ def rotate_secrets(config: Config) -> int:
             if row.encrypted_secrets:
                 row.encrypted_secrets = keyring.rotate(row.encrypted_secrets)
                 count += 1
+        for token in session.scalars(select(ShopToken)):
+            token.encrypted_token = keyring.rotate(token.encrypted_token)
+            count += 1
+        for report in session.scalars(select(PrivacyReport)):
+            report.encrypted_content = keyring.rotate(report.encrypted_content)
+            count += 1
     return count
 
 

@@ -33,7 +33,7 @@ def cli(ctx: click.Context) -> None:
         config = Config.from_env()
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    long_running = ctx.invoked_subcommand in ("serve", "worker")
+    long_running = ctx.invoked_subcommand in ("serve", "worker", "cron")
     if long_running or "RELAY_LOG_LEVEL" in os.environ:
         logs.configure(config.log_level)
     else:
@@ -72,6 +72,60 @@ def worker(config: Config, burst: bool) -> None:
     from relay.worker import run_worker
 
     run_worker(_runtime(config), burst=burst)
+
+
+@cli.command()
+@click.pass_obj
+def cron(config: Config) -> None:
+    """Queue scheduled jobs on time (hourly retention), until stopped.
+
+    Run one: the Procfile's `clock` process. A second one would only queue
+    each job twice, which is harmless.
+    """
+    from relay.scheduling import run_cron
+
+    run_cron(_runtime(config))
+
+
+@cli.command()
+@click.pass_obj
+def retention(config: Config) -> None:
+    """Delete data past its lifetime now (`relay cron` does it hourly)."""
+    from relay import retention as retention_module
+
+    counts = retention_module.enforce(_runtime(config))
+    for kind, count in sorted(counts.items()):
+        click.echo(f"{kind}: {count}")
+
+
+@cli.group()
+def privacy() -> None:
+    """Shopify's privacy requests and their reports."""
+
+
+@privacy.command("report")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option("--id", "report_id", type=int, help="Print this report in full.")
+@click.pass_obj
+def privacy_report(config: Config, shop: str, report_id: int | None) -> None:
+    """List a shop's customer data reports, or print one as JSON."""
+    from relay import privacy as privacy_module
+
+    runtime = _runtime(config)
+    if report_id is not None:
+        report = privacy_module.read_report(runtime, shop, report_id)
+        if report is None:
+            raise click.ClickException(f"no report {report_id} for {shop}")
+        click.echo(json.dumps(report, indent=2))
+        return
+    reports = privacy_module.list_reports(runtime, shop)
+    if not reports:
+        click.echo(f"no reports for {shop}")
+    for entry in reports:
+        click.echo(
+            f"{entry['id']}: data request {entry['data_request_id']}, made "
+            f"{entry['created_at']}, kept until {entry['expires_at']}"
+        )
 
 
 # -- webhooks ----------------------------------------------------------------
@@ -257,6 +311,17 @@ def shops_reinstall(config: Config, domain: str) -> None:
     from relay.admin import reinstall_shop
 
     click.echo(reinstall_shop(config, domain))
+
+
+@shops.command("set-up")
+@click.argument("domain")
+@click.pass_obj
+def shops_set_up(config: Config, domain: str) -> None:
+    """Create or update Relay's Web Pixel in a shop now."""
+    from relay.shopify.install import set_up_shop
+
+    pixel_id = set_up_shop(_runtime(config), domain)
+    click.echo(f"{domain}: web pixel {pixel_id or 'not set up (not installed)'}")
 
 
 @cli.group()

@@ -50,6 +50,15 @@ class Config:
     job_result_seconds: int = 10 * 60
     job_failure_seconds: int = 7 * DAY
     job_timeout_seconds: int = 120
+    # One Admin API version for GraphQL calls and `shopify.app.toml`.
+    shopify_api_version: str = "2026-07"
+    # Retention: how long each kind of stored data lives (docs/privacy.md).
+    delivery_log_days: int = 90
+    privacy_report_days: int = 30
+    privacy_request_days: int = 3 * 365
+    # Shopify sends shop/redact 48 hours after an uninstall; if it never
+    # comes, an uninstalled shop's data is deleted after this long anyway.
+    uninstalled_shop_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -81,6 +90,11 @@ class Config:
             job_result_seconds=_int(env, "RELAY_JOB_RESULT_SECONDS", 10 * 60),
             job_failure_seconds=_int(env, "RELAY_JOB_FAILURE_SECONDS", 7 * DAY),
             job_timeout_seconds=_int(env, "RELAY_JOB_TIMEOUT_SECONDS", 120),
+            shopify_api_version=env.get("RELAY_SHOPIFY_API_VERSION", "2026-07"),
+            delivery_log_days=_int(env, "RELAY_DELIVERY_LOG_DAYS", 90),
+            privacy_report_days=_int(env, "RELAY_PRIVACY_REPORT_DAYS", 30),
+            privacy_request_days=_int(env, "RELAY_PRIVACY_REQUEST_DAYS", 3 * 365),
+            uninstalled_shop_days=_int(env, "RELAY_UNINSTALLED_SHOP_DAYS", 30),
         )
 
     def with_changes(self, **changes: object) -> Config:
@@ -91,6 +105,11 @@ class Config:
         return tuple(
             s for s in (self.shopify_api_secret, self.shopify_previous_api_secret) if s
         )
+
+    @property
+    def app_url(self) -> str:
+        """SHOPIFY_APP_URL without a trailing slash, for building links."""
+        return self.shopify_app_url.rstrip("/")
 
     @property
     def sqlalchemy_url(self) -> str:

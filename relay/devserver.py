@@ -1,4 +1,4 @@
-"""`relay serve`: the web app and a worker in one command, for development."""
+"""`relay serve`: web app, worker and cron in one command, for development."""
 
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ def serve(config: Config, host: str, port: int) -> None:
 
     runtime = Runtime.build(config, redis_url=redis_url)
     runtime.db.upgrade()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "relay.cli", "worker"],
-        env={**os.environ, "REDIS_URL": redis_url},
-    )
+    env = {**os.environ, "REDIS_URL": redis_url}
+    worker = subprocess.Popen([sys.executable, "-m", "relay.cli", "worker"], env=env)
+    # Hourly retention, as the Procfile's `clock` process does in production.
+    clock = subprocess.Popen([sys.executable, "-m", "relay.cli", "cron"], env=env)
     # A plain `kill` must still stop the worker and save the embedded Redis.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stopping = threading.Event()
@@ -48,7 +48,7 @@ def serve(config: Config, host: str, port: int) -> None:
         run_simple(host, port, create_app(runtime=runtime), threaded=True)
     finally:
         stopping.set()
-        _stop(worker, embedded, url_file)
+        _stop([worker, clock], embedded, url_file)
 
 
 def _watch(worker: subprocess.Popen[bytes], stopping: threading.Event) -> None:
@@ -61,12 +61,16 @@ def _watch(worker: subprocess.Popen[bytes], stopping: threading.Event) -> None:
 
 
 def _stop(
-    worker: subprocess.Popen[bytes], embedded: EmbeddedRedis | None, url_file: Path
+    children: list[subprocess.Popen[bytes]],
+    embedded: EmbeddedRedis | None,
+    url_file: Path,
 ) -> None:
     log.info("serve: stopping the worker and the embedded Redis (a few seconds)")
-    if worker.poll() is None:
-        worker.terminate()
-        worker.wait(timeout=30)
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        child.wait(timeout=30)
     if embedded:
         url_file.unlink(missing_ok=True)
         embedded.stop()

@@ -4,9 +4,13 @@
     ├── ConfigError              the deployment is set up wrong; fix and restart
     ├── BadInput                 a request or file Relay cannot use (has an HTTP status)
     │   └── BadWebhook
-    └── DeliveryError            a destination did not take an event
-        ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
-        └── PermanentDelivery    sending the same thing again cannot work
+    ├── DeliveryError            a destination did not take an event
+    │   ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
+    │   └── PermanentDelivery    sending the same thing again cannot work
+    └── ShopifyError             Shopify's Admin API did not do what was asked
+        ├── ShopifyUnavailable   try again later: network, 5xx, rate limit
+        └── ShopifyRefused       the shop must act: uninstalled, token revoked,
+                                 scope missing, or a mutation's user errors
 
 Destination plugins raise the delivery errors; the core decides what a retry
 means. Anything else that escapes is a bug and is logged with its traceback.
@@ -73,3 +77,30 @@ class RetryableDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     """The platform refused the batch; resending it unchanged cannot help."""
+
+
+class ShopifyError(RelayError):
+    """A call to Shopify as the app (token or Admin GraphQL) did not succeed.
+
+    `code` is the `shopifyapp` package's own log code, or Relay's for what the
+    package does not cover (a mutation's user errors).
+    """
+
+    def __init__(self, reason: str, *, code: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class ShopifyUnavailable(ShopifyError):
+    """Shopify or the network failed, or asked Relay to slow down."""
+
+    def __init__(
+        self, reason: str, *, code: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(reason, code=code)
+        self.retry_after = retry_after
+
+
+class ShopifyRefused(ShopifyError):
+    """Asking again will not help until the merchant or the code changes."""

@@ -20,6 +20,9 @@ from relay.config import Config
 log = logging.getLogger(__name__)
 
 PROCESS_WEBHOOK = "relay.jobs.process_webhook"
+PRIVACY_TOPICS = frozenset(
+    {"customers/data_request", "customers/redact", "shop/redact"}
+)
 
 
 class Acceptance(Enum):
@@ -78,7 +81,8 @@ def enqueue_processing(
         # A description without arguments keeps ids, not bodies, in RQ's logs.
         description=f"process {topic} webhook",
         timeout=config.job_timeout_seconds,
-        result_ttl=config.job_result_seconds,
+        # A finished privacy job is deleted at once: it names the shop.
+        result_ttl=0 if topic in PRIVACY_TOPICS else config.job_result_seconds,
         failure_ttl=config.job_failure_seconds,
         retry=Retry(max=5, interval=[10, 60, 300, 1800, 3600]),
         pipeline=pipeline,

@@ -8,12 +8,23 @@ from typing import Any
 
 from rq.job import Job
 
-from relay import delivery, pipeline, runtime
+from relay import delivery, pipeline, retention, runtime
+from relay.shopify import install
 
 
 def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
     """Normalize a stored webhook body and queue its deliveries."""
     pipeline.process_webhook(runtime.current(), shop, topic, webhook_id)
+
+
+def set_up_shop(domain: str) -> None:
+    """Create or update Relay's Web Pixel in a shop that just loaded the app."""
+    install.set_up_shop(runtime.current(), domain)
+
+
+def enforce_retention() -> None:
+    """Delete data past its lifetime; scheduled hourly by `relay cron`."""
+    retention.enforce(runtime.current())
 
 
 def deliver(delivery_id: int) -> None:

@@ -23,3 +23,8 @@ def event(event_pk: int) -> str:
 def cart(shop: str, token: str) -> str:
     """A cart's lines, kept for the browser-side matching to come."""
     return f"{PREFIX}:cart:{shop}:{token}"
+
+
+def token_refresh(shop: str) -> str:
+    """Held while one process refreshes a shop's access token."""
+    return f"{PREFIX}:token-refresh:{shop}"

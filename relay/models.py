@@ -7,7 +7,14 @@ What is kept, and why:
 - events: one row per neutral event made (ids only, no personal data), so
   an order produces one purchase whichever order webhook comes first;
 - deliveries: the delivery log, one row per event and destination, with the
-  payload as sent (digests kept; IP, user agent and click id masked).
+  payload as sent (digests kept; IP, user agent and click id masked);
+- shop_tokens: each shop's Admin API access token, encrypted;
+- privacy_requests: what Shopify's privacy webhooks asked and what was done,
+  without the data itself;
+- privacy_reports: the answers to customers/data_request, encrypted, until
+  the merchant has had time to fetch them.
+
+How long each is kept is in docs/privacy.md and `relay.retention`.
 """
 
 from __future__ import annotations
@@ -66,7 +73,30 @@ class Shop(Base):
     domain: Mapped[str] = mapped_column(String(255), unique=True)
     installed: Mapped[bool] = mapped_column(Boolean, default=True)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    web_pixel_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ShopToken(Base):
+    """A shop's expiring offline Admin API token; the secrets encrypted."""
+
+    __tablename__ = "shop_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(
+        ForeignKey("shops.id", ondelete="CASCADE"), unique=True
+    )
+    # The access and refresh tokens, as one encrypted JSON document.
+    encrypted_token: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    shop: Mapped[Shop] = relationship()
 
 
 class DestinationSetting(Base):
@@ -91,6 +121,7 @@ class EventRecord(Base):
         UniqueConstraint("shop_id", "name", "event_id"),
         Index("ix_events_shop_order", "shop_id", "order_id"),
         Index("ix_events_shop_customer", "shop_id", "customer_id"),
+        Index("ix_events_shop_email", "shop_id", "email_digest"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -99,6 +130,9 @@ class EventRecord(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # SHA-256 of the normalized email, as platforms receive it: what lets a
+    # privacy request find a guest's events.
+    email_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     origin: Mapped[str] = mapped_column(String(64))
     test: Mapped[bool] = mapped_column(Boolean, default=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -132,4 +166,39 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     event: Mapped[EventRecord] = relationship()
+    shop: Mapped[Shop] = relationship()
+
+
+class PrivacyRequest(Base):
+    """One privacy webhook: what was asked, when, and what Relay did.
+
+    It names the shop and Shopify's request id, never the customer.
+    """
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (Index("ix_privacy_requests_shop", "shop_domain"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    webhook_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Counts per kind of data found or deleted, e.g. {"events": 2}.
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class PrivacyReport(Base):
+    """What Relay holds about one customer, for the merchant to fetch."""
+
+    __tablename__ = "privacy_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    data_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    encrypted_content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
     shop: Mapped[Shop] = relationship()

@@ -5,7 +5,9 @@
 |   orders/updated               |   (Shopify does not guarantee their order)      |
 | checkouts/create               | begin checkout, event id = checkout token       |
 | carts/create, carts/update     | the cart's lines kept for browser-side matching |
-| app/uninstalled                | the shop stops sending                          |
+| app/uninstalled                | the shop stops sending, its tokens are deleted  |
+| customers/data_request,        | carried out by `relay.privacy`                  |
+|   customers/redact, shop/redact|                                                 |
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay import keys
+from relay import keys, matchkeys, privacy
 from relay.errors import BadInput
 from relay.events import Event
 from relay.models import Delivery, EventRecord, Shop
 from relay.runtime import Runtime
-from relay.shopify import normalize
-from relay.shops import active_destinations, ensure_shop, mark_uninstalled
+from relay.shopify import install, normalize
+from relay.shops import active_destinations, ensure_shop
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +55,13 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
         )
         return
 
-    handler = HANDLERS.get(topic)
     payload = _payload(body)
+    if topic in privacy.TOPICS and payload is not None:
+        privacy.handle(runtime, shop, topic, webhook_id, payload)
+        runtime.redis.delete(inbox_key)
+        return
+
+    handler = HANDLERS.get(topic)
     if handler is None or payload is None:
         log.warning("webhook %s from %s: nothing to do for %s", webhook_id, shop, topic)
         runtime.redis.delete(inbox_key)
@@ -137,7 +144,7 @@ def _cart(
 def _uninstalled(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[int]:
-    mark_uninstalled(session, shop, runtime.clock.now())
+    install.uninstall(session, shop, runtime.clock.now())
     return []
 
 
@@ -180,12 +187,14 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
         return _orphaned_deliveries(runtime, session, existing)
 
     now = runtime.clock.now()
+    email = matchkeys.email(event.person.email)
     record = EventRecord(
         shop_id=shop.id,
         name=event.name.value,
         event_id=event.event_id,
         order_id=event.commerce.order_id,
         customer_id=event.person.customer_id,
+        email_digest=matchkeys.sha256(email) if email else None,
         origin=event.origin,
         test=event.test,
         occurred_at=event.occurred_at,

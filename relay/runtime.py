@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import httpx
 import redis
 from rq import Queue
 
@@ -20,6 +21,7 @@ from relay.errors import ConfigError
 from relay.plugins import Plugins
 from relay.redisconn import connect
 from relay.secrets import KeyRing
+from relay.shopify.api import Shopify
 
 
 @dataclass
@@ -29,6 +31,8 @@ class Runtime:
     db: Database
     plugins: Plugins
     clock: Clock = field(default_factory=SystemClock)
+    # None in production: Shopify over HTTPS. Tests route it to a fake.
+    shopify_transport: httpx.BaseTransport | None = None
 
     @classmethod
     def build(
@@ -57,6 +61,10 @@ class Runtime:
     @cached_property
     def keyring(self) -> KeyRing:
         return KeyRing.from_config(self.config)
+
+    @cached_property
+    def shopify(self) -> Shopify:
+        return Shopify(self.config, self.shopify_transport)
 
     @cached_property
     def queue(self) -> Queue:

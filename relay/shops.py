@@ -33,13 +33,6 @@ def ensure_shop(session: Session, domain: str, now: datetime) -> Shop:
     return shop
 
 
-def mark_uninstalled(session: Session, shop: Shop, now: datetime) -> None:
-    """Stop sending for the shop; its data stays until Shopify asks to redact it."""
-    shop.installed = False
-    shop.uninstalled_at = now
-    log.info("shop %s: uninstalled, deliveries stop", shop.domain)
-
-
 def active_destinations(session: Session, shop: Shop) -> list[str]:
     """Names of the destinations this shop has set up and enabled."""
     query = select(DestinationSetting.destination).where(

@@ -39,9 +39,6 @@ SCENARIO = [
     ("checkouts_create.json", "queued"),
     ("orders_create.json", "queued"),
     ("orders_paid.json", "queued"),
-    ("customers_data_request.json", "acknowledged"),
-    ("customers_redact.json", "acknowledged"),
-    ("shop_redact.json", "acknowledged"),
 ]
 
 
@@ -375,12 +372,12 @@ EXPECTED_INTAKE = {
     "carts_create.json": "queued",
     "carts_update.json": "queued",
     "checkouts_create.json": "queued",
-    "customers_data_request.json": "acknowledged",
-    "customers_redact.json": "acknowledged",
+    "customers_data_request.json": "queued",
+    "customers_redact.json": "queued",
     "orders_create.json": "queued",
     "orders_create_taxes_included.json": "queued",
     "orders_paid.json": "queued",
-    "shop_redact.json": "acknowledged",
+    "shop_redact.json": "queued",
 }
 
 

@@ -1,4 +1,4 @@
-"""Relay's web process: Shopify webhooks in, a health check for the platform."""
+"""Relay's web process: the embedded admin app, Shopify webhooks, a health check."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay import logs
 from relay.config import Config
@@ -28,8 +29,12 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     if not config.webhook_secrets:
         log.warning("webhooks: SHOPIFY_API_SECRET is not set; every webhook gets 401")
 
-    from webapp import health, webhooks
+    from webapp import admin, health, webhooks
 
+    # Behind Heroku's router the app sees http://; the package verifies and
+    # redirects with the URL the browser used.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    app.register_blueprint(admin.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)
     _register_error_handlers(app)

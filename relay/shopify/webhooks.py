@@ -36,11 +36,11 @@ TOPICS: dict[str, Handling] = {
     "carts/create": Handling.QUEUE,
     "carts/update": Handling.QUEUE,
     "app/uninstalled": Handling.QUEUE,
-    # Privacy requests are acknowledged; acting on them is the app-lifecycle
-    # work. Their bodies carry personal data, so nothing is kept meanwhile.
-    "customers/data_request": Handling.ACKNOWLEDGE,
-    "customers/redact": Handling.ACKNOWLEDGE,
-    "shop/redact": Handling.ACKNOWLEDGE,
+    # Privacy requests are queued like the rest (Shopify wants 200 fast) and
+    # carried out by `relay.privacy`; their bodies leave Redis once done.
+    "customers/data_request": Handling.QUEUE,
+    "customers/redact": Handling.QUEUE,
+    "shop/redact": Handling.QUEUE,
 }
 
 

@@ -1,0 +1,416 @@
+"""Shopify's privacy webhooks, carried out for real.
+
+Where Relay keeps anything about a customer, and how each request reaches it:
+
+| store                         | what                        | found by               |
+| events (database)             | order, customer, email hash | customer id, order ids,|
+|                               |                             |   email digest         |
+| deliveries (database)         | payload as sent: digests,   | their event            |
+|                               |   masked IP/UA/click id     |                        |
+| `relay:event:{pk}` (Redis)    | the neutral event, raw      | their event            |
+| `relay:inbox:{shop}:*` (Redis)| webhook bodies not yet      | the body's customer,   |
+|                               |   processed                 |   email or order id    |
+| privacy_reports (database)    | earlier data-request reports| shop (for shop/redact) |
+
+`shop/redact` also deletes the shop's row, settings, tokens, carts, dedupe
+markers and the RQ jobs that name it. Each request leaves a row in
+`privacy_requests` with counts only; after a shop/redact even the shop's
+name there is replaced by its digest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+)
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from relay import keys, matchkeys
+from relay.models import Delivery, EventRecord, PrivacyReport, PrivacyRequest, Shop
+from relay.runtime import Runtime
+from relay.shops import find_shop
+
+log = logging.getLogger(__name__)
+
+TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """Who a request is about, in the forms Relay may have kept."""
+
+    customer_id: str | None
+    email_digest: str | None
+    order_ids: frozenset[str]
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], orders_field: str) -> Customer:
+        customer = payload.get("customer")
+        customer = customer if isinstance(customer, dict) else {}
+        raw_id = customer.get("id")
+        email = matchkeys.email(_text(customer.get("email")))
+        orders = payload.get(orders_field)
+        return cls(
+            customer_id=str(raw_id) if isinstance(raw_id, (int, str)) else None,
+            email_digest=matchkeys.sha256(email) if email else None,
+            order_ids=frozenset(
+                str(o)
+                for o in (orders if isinstance(orders, list) else [])
+                if isinstance(o, (int, str))
+            ),
+        )
+
+    def matches_body(self, body: dict[str, Any]) -> bool:
+        """Whether a stored webhook body is about this customer."""
+        customer = body.get("customer")
+        customer = customer if isinstance(customer, dict) else {}
+        ids = {str(body.get("order_id")), str(customer.get("id"))}
+        if body.get("id") is not None and (
+            "line_items" in body or "order_number" in body
+        ):
+            ids.add(str(body["id"]))
+        if self.customer_id in ids or ids & self.order_ids:
+            return True
+        emails = (body.get("email"), body.get("contact_email"), customer.get("email"))
+        digests = {
+            matchkeys.sha256(e) for e in map(matchkeys.email, map(_text, emails)) if e
+        }
+        return self.email_digest is not None and self.email_digest in digests
+
+    def is_empty(self) -> bool:
+        return not (self.customer_id or self.email_digest or self.order_ids)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def handle(
+    runtime: Runtime, domain: str, topic: str, webhook_id: str, payload: dict[str, Any]
+) -> None:
+    """Carry out one privacy request and record that it was done."""
+    received = runtime.clock.now()
+    request_key = keys.inbox(domain, webhook_id)
+    if topic == "customers/data_request":
+        outcome, report_id = data_request(runtime, domain, payload, request_key)
+    elif topic == "customers/redact":
+        outcome, report_id = redact_customer(runtime, domain, payload), None
+    else:
+        outcome, report_id = redact_shop(runtime, domain), None
+
+    with runtime.db.session() as session:
+        session.add(
+            PrivacyRequest(
+                shop_domain=_ledger_name(domain) if topic == "shop/redact" else domain,
+                topic=topic,
+                webhook_id=webhook_id,
+                received_at=received,
+                completed_at=runtime.clock.now(),
+                outcome=outcome,
+                report_id=report_id,
+            )
+        )
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(outcome.items())) or "nothing"
+    log.info("privacy %s for %s: done (%s)", topic, _log_name(domain, topic), summary)
+
+
+# customers/data_request
+
+
+def data_request(
+    runtime: Runtime, domain: str, payload: dict[str, Any], request_key: str = ""
+) -> tuple[dict[str, int], int | None]:
+    """Assemble what Relay holds about the customer into a stored report."""
+    customer = Customer.from_payload(payload, "orders_requested")
+    now = runtime.clock.now()
+    with runtime.db.session() as session:
+        shop = find_shop(session, domain)
+        if shop is None:
+            return {"events": 0}, None
+        events = _customer_events(session, shop, customer)
+        content = {
+            "shop": domain,
+            "data_request_id": _request_id(payload),
+            "created_at": now.isoformat(),
+            "about": {
+                "shopify_customer_id": customer.customer_id,
+                "email_sha256": customer.email_digest,
+                "orders_requested": sorted(customer.order_ids),
+            },
+            "what_relay_keeps": (
+                "Ids and digests only: for each conversion Relay made, its "
+                "delivery log entry with the payload as sent (email and phone "
+                "as SHA-256 digests; IP address, user agent and click id "
+                "masked). Raw webhook bodies are kept only until processed."
+            ),
+            "events": [_event_entry(record, session) for record in events],
+            "waiting_for_processing": {
+                "webhook_bodies": len(
+                    set(_matching_inbox_keys(runtime, domain, customer)) - {request_key}
+                ),
+            },
+        }
+        report = PrivacyReport(
+            shop_id=shop.id,
+            data_request_id=_request_id(payload),
+            encrypted_content=runtime.keyring.encrypt(content),
+            created_at=now,
+            expires_at=now + timedelta(days=runtime.config.privacy_report_days),
+        )
+        session.add(report)
+        session.flush()
+        return {"events": len(events)}, report.id
+
+
+def _event_entry(record: EventRecord, session: Session) -> dict[str, Any]:
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.event_pk == record.id).order_by(Delivery.id)
+    )
+    return {
+        "event": record.name,
+        "event_id": record.event_id,
+        "order_id": record.order_id,
+        "occurred_at": record.occurred_at.isoformat(),
+        "source": record.origin,
+        "deliveries": [
+            {
+                "destination": d.destination,
+                "status": d.status,
+                "reason": d.reason,
+                "last_attempt_at": d.updated_at.isoformat(),
+                "match_keys": d.match_keys,
+                "payload_as_sent": d.payload,
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def _request_id(payload: dict[str, Any]) -> str | None:
+    request = payload.get("data_request")
+    raw = request.get("id") if isinstance(request, dict) else None
+    return str(raw)[:64] if isinstance(raw, (int, str)) else None
+
+
+def list_reports(runtime: Runtime, domain: str) -> list[dict[str, Any]]:
+    with runtime.db.session() as session:
+        rows = session.scalars(
+            select(PrivacyReport)
+            .join(Shop)
+            .where(Shop.domain == domain)
+            .order_by(PrivacyReport.id.desc())
+        )
+        return [
+            {
+                "id": row.id,
+                "data_request_id": row.data_request_id,
+                "created_at": row.created_at.isoformat(),
+                "expires_at": row.expires_at.isoformat(),
+            }
+            for row in rows
+        ]
+
+
+def read_report(runtime: Runtime, domain: str, report_id: int) -> dict[str, Any] | None:
+    """Report `report_id`, only if it belongs to `domain`."""
+    with runtime.db.session() as session:
+        row = session.scalars(
+            select(PrivacyReport)
+            .join(Shop)
+            .where(PrivacyReport.id == report_id, Shop.domain == domain)
+        ).one_or_none()
+        if row is None:
+            return None
+        return runtime.keyring.decrypt(row.encrypted_content)
+
+
+# customers/redact
+
+
+def redact_customer(
+    runtime: Runtime, domain: str, payload: dict[str, Any]
+) -> dict[str, int]:
+    """Delete everything Relay holds about one customer of one shop."""
+    customer = Customer.from_payload(payload, "orders_to_redact")
+    if customer.is_empty():
+        return {}
+
+    inbox_keys = _matching_inbox_keys(runtime, domain, customer)
+    with runtime.db.session() as session:
+        shop = find_shop(session, domain)
+        events = _customer_events(session, shop, customer) if shop else []
+        event_pks = [record.id for record in events]
+        deliveries = _delete_events(session, event_pks)
+
+    event_keys = [keys.event(pk) for pk in event_pks]
+    _delete_keys(runtime.redis, [*inbox_keys, *event_keys])
+    return {
+        "events": len(event_pks),
+        "deliveries": deliveries,
+        "webhook_bodies": len(inbox_keys),
+    }
+
+
+def _customer_events(
+    session: Session, shop: Shop, customer: Customer
+) -> list[EventRecord]:
+    conditions = []
+    if customer.customer_id:
+        conditions.append(EventRecord.customer_id == customer.customer_id)
+    if customer.email_digest:
+        conditions.append(EventRecord.email_digest == customer.email_digest)
+    if customer.order_ids:
+        conditions.append(EventRecord.order_id.in_(customer.order_ids))
+    if not conditions:
+        return []
+    query = (
+        select(EventRecord)
+        .where(EventRecord.shop_id == shop.id, or_(*conditions))
+        .order_by(EventRecord.id)
+    )
+    return list(session.scalars(query))
+
+
+def _delete_events(session: Session, event_pks: list[int]) -> int:
+    if not event_pks:
+        return 0
+    result = session.execute(delete(Delivery).where(Delivery.event_pk.in_(event_pks)))
+    session.execute(delete(EventRecord).where(EventRecord.id.in_(event_pks)))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _matching_inbox_keys(
+    runtime: Runtime, domain: str, customer: Customer
+) -> list[str]:
+    found = []
+    for key in runtime.redis.scan_iter(match=keys.inbox(_glob(domain), "*"), count=500):
+        body = runtime.redis.get(key)
+        if body is None:
+            continue
+        try:
+            parsed = json.loads(body)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(parsed, dict) and customer.matches_body(parsed):
+            found.append(key.decode() if isinstance(key, bytes) else key)
+    return found
+
+
+# shop/redact
+
+
+def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
+    """Delete everything Relay holds for the shop, in Redis and the database."""
+    with runtime.db.session() as session:
+        shop = find_shop(session, domain)
+        event_pks = (
+            list(
+                session.scalars(
+                    select(EventRecord.id).where(EventRecord.shop_id == shop.id)
+                )
+            )
+            if shop
+            else []
+        )
+        if shop is not None:
+            deliveries = _delete_events(session, event_pks)
+            session.delete(shop)  # settings, tokens and reports go with it
+        else:
+            deliveries = 0
+        session.execute(
+            update(PrivacyRequest)
+            .where(PrivacyRequest.shop_domain == domain)
+            .values(shop_domain=_ledger_name(domain))
+        )
+
+    shop_keys = [
+        k.decode() if isinstance(k, bytes) else k
+        for k in runtime.redis.scan_iter(
+            match=f"{keys.PREFIX}:*:{_glob(domain)}*", count=500
+        )
+    ]
+    _delete_keys(runtime.redis, [*shop_keys, *(keys.event(pk) for pk in event_pks)])
+    jobs = _delete_shop_jobs(runtime, domain)
+    return {
+        "shop": 1 if shop is not None else 0,
+        "events": len(event_pks),
+        "deliveries": deliveries,
+        "redis_keys": len(shop_keys),
+        "jobs": jobs,
+    }
+
+
+def _delete_shop_jobs(runtime: Runtime, domain: str) -> int:
+    """Drop RQ jobs whose arguments name the shop, queued or remembered.
+
+    Only webhook-processing and set-up jobs carry a shop's name; delivery
+    jobs carry a delivery id, whose row is already gone.
+    """
+    queue = runtime.queue
+    connection = runtime.redis
+    registries = (
+        FinishedJobRegistry(queue=queue),
+        FailedJobRegistry(queue=queue),
+        ScheduledJobRegistry(queue=queue),
+        DeferredJobRegistry(queue=queue),
+    )
+    job_ids = set(queue.get_job_ids())
+    for registry in registries:
+        job_ids.update(registry.get_job_ids())
+
+    current = _current_job_id()
+    deleted = 0
+    for job in Job.fetch_many(list(job_ids), connection=connection):
+        if job is None or job.id == current:
+            continue
+        if domain in (job.args or ()):
+            job.delete()
+            deleted += 1
+    return deleted
+
+
+def _current_job_id() -> str | None:
+    from rq import get_current_job
+
+    job = get_current_job()
+    return job.id if job else None
+
+
+def _delete_keys(connection: redis.Redis, names: Iterable[str]) -> None:
+    batch = list(names)
+    for start in range(0, len(batch), 500):
+        connection.delete(*batch[start : start + 500])
+
+
+def _glob(domain: str) -> str:
+    """`domain` with Redis glob characters escaped (a shop name is plain)."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in domain)
+
+
+def _ledger_name(domain: str) -> str:
+    return "sha256:" + matchkeys.sha256(domain)
+
+
+def _log_name(domain: str, topic: str) -> str:
+    return _ledger_name(domain)[:19] if topic == "shop/redact" else domain
+
+
+def stale_privacy(session: Session, before: datetime) -> int:
+    """Delete privacy request records received before `before`."""
+    result = session.execute(
+        delete(PrivacyRequest).where(PrivacyRequest.received_at < before)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,112 @@
+"""How long Relay keeps each kind of data, and the job that enforces it.
+
+| data                                   | lifetime (setting)                      |
+| delivery log and its events            | 90 days (RELAY_DELIVERY_LOG_DAYS)       |
+| privacy reports                        | 30 days (RELAY_PRIVACY_REPORT_DAYS)     |
+| privacy request records (counts only)  | 3 years (RELAY_PRIVACY_REQUEST_DAYS)    |
+| an uninstalled shop's data, if Shopify | 30 days after uninstall                 |
+|   never sends shop/redact              |   (RELAY_UNINSTALLED_SHOP_DAYS)         |
+| webhook dedupe markers (Redis)         | 24 hours (RELAY_WEBHOOK_DEDUPE_SECONDS) |
+| webhook bodies awaiting a job (Redis)  | 7 days (RELAY_INBOX_SECONDS)            |
+| neutral events awaiting delivery       | 7 days (RELAY_EVENT_SECONDS)            |
+| carts (Redis)                          | 30 days                                 |
+| access tokens                          | until uninstall                         |
+
+Redis enforces its own lifetimes with key TTLs; `enforce` also gives any of
+Relay's keys found without one the lifetime of its kind, so a key written by
+a bug or an older release cannot live forever. `relay cron` runs `enforce`
+hourly through RQ's cron scheduler; `relay retention` runs it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from relay import keys, privacy
+from relay.models import Delivery, EventRecord, PrivacyReport, Shop
+from relay.pipeline import CART_SECONDS
+from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+EVERY_SECONDS = 3600
+
+
+def enforce(runtime: Runtime) -> dict[str, int]:
+    """Delete what has outlived its lifetime; returns counts per kind."""
+    config = runtime.config
+    now = runtime.clock.now()
+    log_cutoff = now - timedelta(days=config.delivery_log_days)
+    counts: dict[str, int] = {}
+
+    with runtime.db.session() as session:
+        old_events = select(EventRecord.id).where(EventRecord.created_at < log_cutoff)
+        counts["deliveries"] = _rowcount(
+            session.execute(
+                delete(Delivery).where(
+                    Delivery.created_at < log_cutoff | Delivery.event_pk.in_(old_events)
+                )
+            )
+        )
+        counts["events"] = _rowcount(
+            session.execute(
+                delete(EventRecord).where(EventRecord.created_at < log_cutoff)
+            )
+        )
+        counts["privacy_reports"] = _rowcount(
+            session.execute(
+                delete(PrivacyReport).where(PrivacyReport.expires_at <= now)
+            )
+        )
+        counts["privacy_requests"] = privacy.stale_privacy(
+            session, now - timedelta(days=config.privacy_request_days)
+        )
+        abandoned = list(
+            session.scalars(
+                select(Shop.domain).where(
+                    Shop.installed.is_(False),
+                    Shop.uninstalled_at
+                    < now - timedelta(days=config.uninstalled_shop_days),
+                )
+            )
+        )
+
+    for domain in abandoned:
+        log.info("retention: shop %s uninstalled long ago, deleting its data", domain)
+        privacy.redact_shop(runtime, domain)
+    counts["uninstalled_shops"] = len(abandoned)
+    counts["redis_keys_given_ttl"] = _cap_redis_lifetimes(runtime)
+
+    log.info(
+        "retention: deleted %s",
+        ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items())),
+    )
+    return counts
+
+
+def _cap_redis_lifetimes(runtime: Runtime) -> int:
+    """Give each of Relay's Redis keys without a TTL its kind's lifetime."""
+    config = runtime.config
+    lifetimes = {
+        "webhook-seen": config.webhook_dedupe_seconds,
+        "inbox": config.inbox_seconds,
+        "event": config.event_seconds,
+        "cart": CART_SECONDS,
+        "token-refresh": 60,
+    }
+    fixed = 0
+    for key in runtime.redis.scan_iter(match=f"{keys.PREFIX}:*", count=1000):
+        name = key.decode() if isinstance(key, bytes) else key
+        kind = name.split(":", 2)[1] if name.count(":") >= 2 else ""
+        lifetime = lifetimes.get(kind)
+        if lifetime and runtime.redis.ttl(key) == -1:
+            runtime.redis.expire(key, lifetime)
+            fixed += 1
+    return fixed
+
+
+def _rowcount(result: object) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,161 @@
+"""Relay inside the Shopify admin: the app home and its session-token API.
+
+Every route here is verified by the `shopifyapp` package from Shopify's
+session (ID) token: page loads carry it as `id_token` in the query string,
+App Bridge's `fetch` calls as `Authorization: Bearer`. The shop comes from
+the verified token only, never from the request, so one shop's session can
+never reach another shop's data. When verification fails, the package's own
+response is returned untouched: it carries the status and headers App Bridge
+needs to get a fresh token and retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, render_template_string
+from flask import request as flask_request
+
+from relay import privacy
+from relay.runtime import Runtime
+from relay.shopify import install
+from relay.shopify.api import PATCH_ID_TOKEN_PATH, shop_domain
+from relay.shops import find_shop
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("admin", __name__)
+
+HOME = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="shopify-api-key" content="{{ api_key }}">
+  <script src="https://cdn.shopify.com/shopifycloud/app-bridge.js"></script>
+  <script src="https://cdn.shopify.com/shopifycloud/polaris.js"></script>
+  <title>Relay</title>
+</head>
+<body>
+  <s-page heading="Relay">
+    <s-section heading="{{ shop }}">
+      <s-paragraph>
+        Relay is installed. It sends this store's conversions to the ad
+        platforms you connect, from Shopify's servers to theirs.
+      </s-paragraph>
+    </s-section>
+  </s-page>
+</body>
+</html>
+"""
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["relay"]
+    return runtime
+
+
+def _shopify_request() -> dict[str, Any]:
+    """The request as the package wants it: raw and complete."""
+    return {
+        "method": flask_request.method,
+        "headers": dict(flask_request.headers),
+        "url": flask_request.url,
+        "body": flask_request.get_data(as_text=True),
+    }
+
+
+def _answer(result: Any) -> Response:
+    """The package's response, unchanged."""
+    res = result.response
+    return Response(res.body, status=res.status, headers=dict(res.headers))
+
+
+def _verified() -> tuple[Any, Response | None]:
+    verified = _runtime().shopify.verify_app_home(_shopify_request())
+    if verified.ok:
+        return verified, None
+    log.info("admin: session token not accepted (%s)", verified.log.code)
+    return verified, _answer(verified)
+
+
+@blueprint.get("/")
+def app_home() -> Response:
+    """The page Shopify opens in the admin; the first one sets the shop up."""
+    verified, refusal = _verified()
+    if refusal is not None:
+        return refusal
+
+    failed = install.first_load(_runtime(), verified)
+    if failed is not None:
+        return _answer(failed)
+
+    page = render_template_string(
+        HOME,
+        api_key=_runtime().config.shopify_api_key,
+        shop=shop_domain(verified.shop),
+    )
+    # The package's headers let the admin frame the page (CSP frame-ancestors).
+    response = Response(page, mimetype="text/html")
+    for name, value in verified.response.headers.items():
+        response.headers[name] = value
+    return response
+
+
+@blueprint.get(PATCH_ID_TOKEN_PATH)
+def patch_id_token() -> Response:
+    """Where the package sends a page load without a fresh session token."""
+    return _answer(_runtime().shopify.patch_id_token_page(_shopify_request()))
+
+
+@blueprint.get("/api/shop")
+def shop_status() -> Response:
+    """The session's shop, as the admin pages show it."""
+    verified, refusal = _verified()
+    if refusal is not None:
+        return refusal
+
+    domain = shop_domain(verified.shop)
+    with _runtime().db.session() as session:
+        shop = find_shop(session, domain)
+        if shop is None:
+            return _not_set_up(domain)
+        return jsonify(
+            shop=shop.domain,
+            installed=shop.installed,
+            web_pixel=bool(shop.web_pixel_id),
+        )
+
+
+@blueprint.get("/api/privacy/reports")
+def privacy_reports() -> Response:
+    """The session's shop's data-request reports still kept, newest first."""
+    verified, refusal = _verified()
+    if refusal is not None:
+        return refusal
+
+    runtime = _runtime()
+    return jsonify(reports=privacy.list_reports(runtime, shop_domain(verified.shop)))
+
+
+@blueprint.get("/api/privacy/reports/<int:report_id>")
+def privacy_report(report_id: int) -> Response:
+    verified, refusal = _verified()
+    if refusal is not None:
+        return refusal
+
+    runtime = _runtime()
+    report = privacy.read_report(runtime, shop_domain(verified.shop), report_id)
+    if report is None:
+        # The same answer for another shop's report as for none at all.
+        return Response(
+            '{"error": "no such report"}', status=404, mimetype="application/json"
+        )
+    return jsonify(report)
+
+
+def _not_set_up(domain: str) -> Response:
+    response = jsonify(error=f"{domain} has not opened Relay yet")
+    response.status_code = 404
+    return response
