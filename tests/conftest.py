@@ -33,9 +33,11 @@ from relay.models import Base
 from relay.plugins import Plugins
 from relay.redisconn import EmbeddedRedis, connect
 from relay.runtime import Runtime
+from relay.shopify.webhooks import sign
 from relay.shops import ensure_shop, save_destination
 from relay.worker import run_worker
 from tests.fake_pinterest import FakePinterest
+from tests.fake_shopify import API_KEY, FakeShopify
 from webapp import create_app
 
 TESTS = Path(__file__).parent
@@ -113,7 +115,9 @@ def clock() -> FixedClock:
 def config(tmp_path: Path, database_url: str) -> Config:
     return Config(
         instance_path=tmp_path / "instance",
+        shopify_api_key=API_KEY,
         shopify_api_secret=SECRET,
+        shopify_app_url="https://relay.example/",
         database_url=database_url,
         secret_keys=(Fernet.generate_key().decode(),),
         plugins_file=ROOT / "plugins.toml",
@@ -149,6 +153,14 @@ def client(runtime: Runtime) -> FlaskClient:
 @pytest.fixture
 def pinterest(httpserver: Any, clock: FixedClock) -> FakePinterest:
     return FakePinterest(httpserver, clock)
+
+
+@pytest.fixture
+def shopify(httpserver: Any, runtime: Runtime) -> FakeShopify:
+    """A fake Shopify that the runtime's Shopify client talks to."""
+    fake = FakeShopify(httpserver, SECRET)
+    runtime.shopify_transport = fake.transport
+    return fake
 
 
 @pytest.fixture
@@ -195,6 +207,25 @@ def connect_pinterest(
 def post_fixture(client: FlaskClient, name: str, **header_changes: str) -> Any:
     headers = {**fixture_headers(name), **header_changes}
     return client.post("/webhooks", data=fixture_bytes(name), headers=headers)
+
+
+def post_signed(
+    client: FlaskClient,
+    payload: Any,
+    webhook_id: str,
+    topic: str = "orders/create",
+    shop: str = SHOP,
+) -> Any:
+    """Post `payload` as a webhook Shopify signed for `shop`."""
+    body = json.dumps(payload).encode()
+    headers = {
+        **fixture_headers("orders_create.json"),
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+    }
+    return client.post("/webhooks", data=body, headers=headers)
 
 
 def work(runtime: Runtime) -> None:

@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
-from werkzeug.test import TestResponse
 
 from relay import keys
 from relay.intake import accept_webhook
@@ -26,6 +24,7 @@ from tests.conftest import (
     configure_destination,
     fixture_bytes,
     fixture_headers,
+    post_signed,
     work,
 )
 
@@ -34,19 +33,6 @@ ORDER = json.loads(fixture_bytes("orders_create.json"))
 
 def order(**changes: Any) -> dict[str, Any]:
     return {**ORDER, **changes}
-
-
-def post_signed(
-    client: FlaskClient, payload: Any, webhook_id: str, topic: str = "orders/create"
-) -> TestResponse:
-    body = json.dumps(payload).encode()
-    headers = {
-        **fixture_headers("orders_create.json"),
-        "X-Shopify-Topic": topic,
-        "X-Shopify-Webhook-Id": webhook_id,
-        "X-Shopify-Hmac-Sha256": sign(body, SECRET),
-    }
-    return client.post("/webhooks", data=body, headers=headers)
 
 
 HOSTILE = {

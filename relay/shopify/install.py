@@ -22,7 +22,7 @@ from relay.errors import ShopifyRefused
 from relay.models import Shop
 from relay.runtime import Runtime
 from relay.shopify import tokens
-from relay.shopify.api import shop_domain
+from relay.shopify.api import shop_domain, subdomain
 from relay.shops import ensure_shop, find_shop
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,9 @@ def first_load(runtime: Runtime, verified: Any) -> Any | None:
     with runtime.db.session() as session:
         shop = ensure_shop(session, domain, runtime.clock.now())
         needs_token = not tokens.has_token(session, shop)
+        # A set-up that failed for good (say, the extension not yet deployed)
+        # is tried again when the merchant comes back.
+        needs_set_up = shop.web_pixel_id is None
 
     if not needs_token:
         try:
@@ -66,6 +69,7 @@ def first_load(runtime: Runtime, verified: Any) -> Any | None:
             )
             return exchanged
         _installed(runtime, domain, exchanged.access_token)
+    if needs_token or needs_set_up:
         queue_set_up(runtime, domain)
     return None
 
@@ -91,7 +95,7 @@ def queue_set_up(runtime: Runtime, domain: str) -> None:
     runtime.queue.enqueue_call(
         SET_UP_SHOP,
         args=(domain,),
-        job_id=f"set-up-{domain}",
+        job_id=f"set-up-{subdomain(domain)}",
         description="set up shop",
         timeout=config.job_timeout_seconds,
         result_ttl=config.job_result_seconds,
