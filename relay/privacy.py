@@ -10,7 +10,8 @@ Where Relay keeps anything about a customer, and how each request reaches it:
 | `relay:event:{pk}` (Redis)    | the neutral event, raw      | their event            |
 | `relay:inbox:{shop}:*` (Redis)| webhook bodies not yet      | the body's customer,   |
 |                               |   processed                 |   email or order id    |
-| privacy_reports (database)    | earlier data-request reports| shop (for shop/redact) |
+| privacy_reports (database)    | earlier data-request reports| the customer they are  |
+|                               |   (encrypted)               |   about; shop          |
 
 `shop/redact` also deletes the shop's row, settings, tokens, carts, dedupe
 markers and the RQ jobs that name it. Each request leaves a row in
@@ -107,7 +108,8 @@ def handle(
     if topic == "customers/data_request":
         outcome, report_id = data_request(runtime, domain, payload, request_key)
     elif topic == "customers/redact":
-        outcome, report_id = redact_customer(runtime, domain, payload), None
+        outcome = redact_customer(runtime, domain, payload, request_key)
+        report_id = None
     else:
         outcome, report_id = redact_shop(runtime, domain), None
 
@@ -241,19 +243,27 @@ def read_report(runtime: Runtime, domain: str, report_id: int) -> dict[str, Any]
 
 
 def redact_customer(
-    runtime: Runtime, domain: str, payload: dict[str, Any]
+    runtime: Runtime, domain: str, payload: dict[str, Any], request_key: str = ""
 ) -> dict[str, int]:
-    """Delete everything Relay holds about one customer of one shop."""
+    """Delete everything Relay holds about one customer of one shop.
+
+    `request_key` is the request's own body, which its job deletes last.
+    """
     customer = Customer.from_payload(payload, "orders_to_redact")
     if customer.is_empty():
         return {}
 
-    inbox_keys = _matching_inbox_keys(runtime, domain, customer)
+    inbox_keys = [
+        key
+        for key in _matching_inbox_keys(runtime, domain, customer)
+        if key != request_key
+    ]
     with runtime.db.session() as session:
         shop = find_shop(session, domain)
         events = _customer_events(session, shop, customer) if shop else []
         event_pks = [record.id for record in events]
         deliveries = _delete_events(session, event_pks)
+        reports = _delete_reports_about(runtime, session, shop, customer) if shop else 0
 
     event_keys = [keys.event(pk) for pk in event_pks]
     _delete_keys(runtime.redis, [*inbox_keys, *event_keys])
@@ -261,7 +271,29 @@ def redact_customer(
         "events": len(event_pks),
         "deliveries": deliveries,
         "webhook_bodies": len(inbox_keys),
+        "privacy_reports": reports,
     }
+
+
+def _delete_reports_about(
+    runtime: Runtime, session: Session, shop: Shop, customer: Customer
+) -> int:
+    """Earlier data-request reports about this customer go too."""
+    deleted = 0
+    query = select(PrivacyReport).where(PrivacyReport.shop_id == shop.id)
+    for report in session.scalars(query):
+        about = runtime.keyring.decrypt(report.encrypted_content).get("about", {})
+        same_customer = (
+            customer.customer_id is not None
+            and about.get("shopify_customer_id") == customer.customer_id
+        ) or (
+            customer.email_digest is not None
+            and about.get("email_sha256") == customer.email_digest
+        )
+        if same_customer:
+            session.delete(report)
+            deleted += 1
+    return deleted
 
 
 def _customer_events(

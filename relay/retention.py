@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 
 from relay import keys, privacy
 from relay.models import Delivery, EventRecord, PrivacyReport, Shop
@@ -47,7 +47,10 @@ def enforce(runtime: Runtime) -> dict[str, int]:
         counts["deliveries"] = _rowcount(
             session.execute(
                 delete(Delivery).where(
-                    Delivery.created_at < log_cutoff | Delivery.event_pk.in_(old_events)
+                    or_(
+                        Delivery.created_at < log_cutoff,
+                        Delivery.event_pk.in_(old_events),
+                    )
                 )
             )
         )

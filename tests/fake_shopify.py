@@ -98,7 +98,9 @@ class LocalShopify(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not request.url.host.endswith(".myshopify.com"):
             raise httpx.ConnectError(f"not a shop: {request.url.host}", request=request)
-        request.url = request.url.copy_with(scheme="http", host="127.0.0.1", port=self._port)
+        request.url = request.url.copy_with(
+            scheme="http", host="127.0.0.1", port=self._port
+        )
         return self._inner.handle_request(request)
 
     def close(self) -> None:
@@ -149,7 +151,10 @@ class FakeShopify:
             forced = self._forced()
             if forced:
                 return forced
-            if body.get("client_id") != API_KEY or body.get("client_secret") != self.secret:
+            if (
+                body.get("client_id") != API_KEY
+                or body.get("client_secret") != self.secret
+            ):
                 return _json(401, {"error": "invalid_client"})
             grant = body.get("grant_type")
             if grant == TOKEN_EXCHANGE:
@@ -235,44 +240,75 @@ class FakeShopify:
                     state.calls.append(name)
                     return _json(200, handler(state, variables))
             return _json(
-                200, {"errors": [{"message": "Field doesn't exist on type 'QueryRoot'"}]}
+                200,
+                {"errors": [{"message": "Field doesn't exist on type 'QueryRoot'"}]},
             )
 
-    def _pixel_create(self, state: ShopState, variables: dict[str, Any]) -> dict[str, Any]:
+    def _pixel_create(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
         if denied := self._scope_denied(state, "webPixelCreate"):
             return denied
         settings = (variables.get("webPixel") or {}).get("settings")
         errors = self._settings_errors(settings)
         if state.pixel_id is not None:
             errors.append(
-                {"code": "TAKEN", "field": ["webPixel"], "message": "Web pixel is taken."}
+                {
+                    "code": "TAKEN",
+                    "field": ["webPixel"],
+                    "message": "Web pixel is taken.",
+                }
             )
         if errors:
-            return {"data": {"webPixelCreate": {"webPixel": None, "userErrors": errors}}}
+            return {
+                "data": {"webPixelCreate": {"webPixel": None, "userErrors": errors}}
+            }
         state.pixel_id = f"gid://shopify/WebPixel/{next(self._ids)}"
         state.pixel_settings = settings
-        return {"data": {"webPixelCreate": {"webPixel": self._pixel(state), "userErrors": []}}}
+        return {
+            "data": {
+                "webPixelCreate": {"webPixel": self._pixel(state), "userErrors": []}
+            }
+        }
 
-    def _pixel_update(self, state: ShopState, variables: dict[str, Any]) -> dict[str, Any]:
+    def _pixel_update(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
         if denied := self._scope_denied(state, "webPixelUpdate"):
             return denied
         settings = (variables.get("webPixel") or {}).get("settings")
         errors = self._settings_errors(settings)
         if state.pixel_id is None or variables.get("id") != state.pixel_id:
             errors.append(
-                {"code": "NOT_FOUND", "field": ["id"], "message": "Pixel does not exist"}
+                {
+                    "code": "NOT_FOUND",
+                    "field": ["id"],
+                    "message": "Pixel does not exist",
+                }
             )
         if errors:
-            return {"data": {"webPixelUpdate": {"webPixel": None, "userErrors": errors}}}
+            return {
+                "data": {"webPixelUpdate": {"webPixel": None, "userErrors": errors}}
+            }
         state.pixel_settings = settings
-        return {"data": {"webPixelUpdate": {"webPixel": self._pixel(state), "userErrors": []}}}
+        return {
+            "data": {
+                "webPixelUpdate": {"webPixel": self._pixel(state), "userErrors": []}
+            }
+        }
 
-    def _pixel_find(self, state: ShopState, variables: dict[str, Any]) -> dict[str, Any]:
+    def _pixel_find(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
         if state.pixel_id is None:
             return {
                 "data": {"webPixel": None},
-                "errors": [{"message": "No web pixel was found for this app.",
-                            "extensions": {"code": "NOT_FOUND"}}],
+                "errors": [
+                    {
+                        "message": "No web pixel was found for this app.",
+                        "extensions": {"code": "NOT_FOUND"},
+                    }
+                ],
             }
         return {"data": {"webPixel": self._pixel(state)}}
 
@@ -282,8 +318,12 @@ class FakeShopify:
             return None
         return {
             "data": None,
-            "errors": [{"message": f"Access denied for {field_name} field.",
-                        "extensions": {"code": "ACCESS_DENIED"}}],
+            "errors": [
+                {
+                    "message": f"Access denied for {field_name} field.",
+                    "extensions": {"code": "ACCESS_DENIED"},
+                }
+            ],
         }
 
     def _settings_errors(self, settings: Any) -> list[dict[str, Any]]:
@@ -296,8 +336,13 @@ class FakeShopify:
             or set(parsed) != self.pixel_fields
             or not all(isinstance(v, str) and v for v in parsed.values())
         ):
-            return [{"code": "INVALID_SETTINGS", "field": ["webPixel", "settings"],
-                     "message": "Settings do not match the extension's fields."}]
+            return [
+                {
+                    "code": "INVALID_SETTINGS",
+                    "field": ["webPixel", "settings"],
+                    "message": "Settings do not match the extension's fields.",
+                }
+            ]
         return []
 
     @staticmethod
@@ -311,7 +356,12 @@ class FakeShopify:
         return _json(status, body, headers)
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     return Response(
-        json.dumps(body), status=status, headers=headers or {}, mimetype="application/json"
+        json.dumps(body),
+        status=status,
+        headers=headers or {},
+        mimetype="application/json",
     )

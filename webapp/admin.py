@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template_string
 from flask import request as flask_request
+from shopify_app import RequestInput
 
 from relay import privacy
 from relay.runtime import Runtime
@@ -56,7 +57,7 @@ def _runtime() -> Runtime:
     return runtime
 
 
-def _shopify_request() -> dict[str, Any]:
+def _shopify_request() -> RequestInput:
     """The request as the package wants it: raw and complete."""
     return {
         "method": flask_request.method,

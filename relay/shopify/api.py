@@ -23,7 +23,7 @@ import os
 from typing import Any
 
 import httpx
-from shopify_app import ShopifyApp
+from shopify_app import RequestInput, ShopifyApp
 
 from relay.config import Config
 from relay.errors import ConfigError, ShopifyRefused, ShopifyUnavailable
@@ -131,13 +131,13 @@ class Shopify:
 
     # Requests from the embedded admin
 
-    def verify_app_home(self, request: dict[str, Any]) -> Any:
+    def verify_app_home(self, request: RequestInput) -> Any:
         """The package's verdict on a page load or fetch from the admin."""
         return self.app.verify_app_home_req(
             request, app_home_patch_id_token_path=PATCH_ID_TOKEN_PATH
         )
 
-    def patch_id_token_page(self, request: dict[str, Any]) -> Any:
+    def patch_id_token_page(self, request: RequestInput) -> Any:
         return self.app.app_home_patch_id_token(request)
 
     def exchange(self, verified: Any) -> Any:
