@@ -1,21 +1,12 @@
 """How long Relay keeps each kind of data, and the job that enforces it.
 
-| data                                   | lifetime (setting)                      |
-| delivery log and its events            | 90 days (RELAY_DELIVERY_LOG_DAYS)       |
-| privacy reports                        | 30 days (RELAY_PRIVACY_REPORT_DAYS)     |
-| privacy request records (counts only)  | 3 years (RELAY_PRIVACY_REQUEST_DAYS)    |
-| an uninstalled shop's data, if Shopify | 30 days after uninstall                 |
-|   never sends shop/redact              |   (RELAY_UNINSTALLED_SHOP_DAYS)         |
-| webhook dedupe markers (Redis)         | 24 hours (RELAY_WEBHOOK_DEDUPE_SECONDS) |
-| webhook bodies awaiting a job (Redis)  | 7 days (RELAY_INBOX_SECONDS)            |
-| neutral events awaiting delivery       | 7 days (RELAY_EVENT_SECONDS)            |
-| carts (Redis)                          | 30 days                                 |
-| access tokens                          | until uninstall                         |
-
-Redis enforces its own lifetimes with key TTLs; `enforce` also gives any of
-Relay's keys found without one the lifetime of its kind, so a key written by
-a bug or an older release cannot live forever. `relay cron` runs `enforce`
-hourly through RQ's cron scheduler; `relay retention` runs it at once.
+The lifetimes, and the settings that change them, are listed for merchants
+in docs/privacy.md. Redis enforces its own with key TTLs; `enforce` deletes
+database rows past theirs, deletes the data of shops uninstalled long ago
+whose shop/redact never came, and gives any of Relay's Redis keys found
+without a TTL the lifetime of its kind, so a key written by a bug or an
+older release cannot live forever. `relay cron` queues it hourly through
+RQ's cron scheduler; `relay retention` runs it at once.
 """
 
 from __future__ import annotations

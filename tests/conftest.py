@@ -170,6 +170,20 @@ def connected_shop(runtime: Runtime, pinterest: FakePinterest) -> str:
     return SHOP
 
 
+@pytest.fixture
+def cli_env(runtime: Runtime, redis_url: str, database_url: str) -> dict[str, str]:
+    """Environment for `relay` commands that work on the test runtime's data."""
+    config = runtime.config
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "RELAY_SECRET_KEY": ",".join(config.secret_keys),
+        "RELAY_INSTANCE_PATH": str(config.instance_path),
+        "RELAY_PLUGINS_FILE": str(config.plugins_file),
+        "RELAY_QUEUE": config.queue_name,
+    }
+
+
 def configure_destination(
     runtime: Runtime, name: str, changes: dict[str, Any], shop: str = SHOP, **flags: Any
 ) -> None:

@@ -13,10 +13,12 @@ import json
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from rq.job import Job
 from sqlalchemy import select, text
 
 from relay import keys
+from relay.cli import cli
 from relay.models import Base, Delivery, EventRecord, PrivacyReport, PrivacyRequest
 from tests.conftest import (
     SECRET,
@@ -370,3 +372,34 @@ def test_reports_are_listed_and_opened_only_for_their_own_shop(client, story):
         headers={"Authorization": f"Bearer {session_token(SHOP, 'forged' * 6)}"},
     )
     assert forged.status_code == 401
+
+
+def test_relay_privacy_report_lists_and_prints_reports(client, story, cli_env):
+    runtime = story
+    post_fixture(client, "customers_data_request.json")
+    work(runtime)
+    with runtime.db.session() as session:
+        report = session.scalars(select(PrivacyReport)).one()
+        report_id, created = report.id, report.created_at
+
+    listed = CliRunner().invoke(cli, ["privacy", "report", "--shop", SHOP], env=cli_env)
+    printed = CliRunner().invoke(
+        cli, ["privacy", "report", "--shop", SHOP, "--id", str(report_id)], env=cli_env
+    )
+    elsewhere = CliRunner().invoke(
+        cli,
+        ["privacy", "report", "--shop", OTHER_SHOP, "--id", str(report_id)],
+        env=cli_env,
+    )
+
+    assert listed.output == (
+        f"{report_id}: data request 9912, made {created.isoformat()}, "
+        "kept until 2026-08-13T14:30:00+00:00\n"
+    )
+    assert json.loads(printed.output)["about"]["shopify_customer_id"] == (
+        "7712345678901"
+    )
+    assert (elsewhere.exit_code, elsewhere.output) == (
+        1,
+        f"Error: no report {report_id} for {OTHER_SHOP}\n",
+    )

@@ -90,7 +90,7 @@ def test_retention_job_deletes_what_outlived_its_lifetime_and_keeps_the_rest(
     assert 0 < runtime.redis.ttl(cart_key) <= 30 * 24 * 3600
 
 
-def test_nothing_within_its_lifetime_is_touched(client, runtime, pinterest):
+def test_nothing_within_its_lifetime_is_touched(client, runtime, pinterest, cli_env):
     # Made 29 days before `relay retention`, which runs on the real clock.
     runtime.clock.set(datetime.now(timezone.utc) - 29 * DAY)
     connect_pinterest(runtime, pinterest, SHOP)
@@ -98,7 +98,7 @@ def test_nothing_within_its_lifetime_is_touched(client, runtime, pinterest):
     data_request(client, "fresh")
     work(runtime)
 
-    result = CliRunner().invoke(cli, ["retention"], env=_cli_env(runtime))
+    result = CliRunner().invoke(cli, ["retention"], env=cli_env)
 
     assert result.exit_code == 0, result.output
     assert "deliveries: 0\nevents: 0\nprivacy_reports: 0\n" in result.output
@@ -119,22 +119,3 @@ def test_cron_queues_the_retention_job_hourly(runtime):
     scheduler.enqueue_jobs()
     (job,) = runtime.queue.get_jobs()
     assert job.func_name == "relay.jobs.enforce_retention"
-
-
-def _cli_env(runtime) -> dict[str, str]:
-    config = runtime.config
-    return {
-        "DATABASE_URL": config.sqlalchemy_url,
-        "REDIS_URL": _redis_url(runtime),
-        "RELAY_SECRET_KEY": ",".join(config.secret_keys),
-        "RELAY_INSTANCE_PATH": str(config.instance_path),
-        "RELAY_PLUGINS_FILE": str(config.plugins_file),
-        "RELAY_QUEUE": config.queue_name,
-    }
-
-
-def _redis_url(runtime) -> str:
-    kwargs = runtime.redis.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"

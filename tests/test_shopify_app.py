@@ -8,6 +8,7 @@ once and updated after, and uninstalling stops everything until a reinstall.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -25,6 +26,7 @@ from tests.conftest import (
     work,
 )
 from tests.fake_shopify import session_token
+from webapp import create_app
 
 APP_URL = "https://relay.example"
 
@@ -350,3 +352,17 @@ def test_uninstall_stops_deliveries_then_reinstall_starts_cleanly(
     )
     assert shop.web_pixel_id == shopify.shops[SHOP].pixel_id is not None
     assert shopify.count("exchange") == 2
+
+
+def test_token_missing_a_scope_from_scopes_is_logged(runtime, shopify, caplog):
+    runtime.config = runtime.config.with_changes(
+        scopes="read_orders,write_pixels,read_customer_events,read_themes"
+    )
+    client = create_app(runtime=runtime).test_client()
+
+    with caplog.at_level(logging.WARNING, logger="relay.shopify.install"):
+        assert open_app(client, session_token(SHOP, SECRET)).status_code == 200
+
+    assert caplog.messages == [
+        f"shop {SHOP}: access token lacks scopes read_themes; pixel set-up will fail"
+    ]

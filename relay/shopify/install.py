@@ -75,6 +75,15 @@ def first_load(runtime: Runtime, verified: Any) -> Any | None:
 
 
 def _installed(runtime: Runtime, domain: str, token: Any) -> None:
+    missing = missing_scopes(runtime, token.scope or "")
+    if missing:
+        # Shopify grants what shopify.app.toml asks; a gap means the deployed
+        # configuration is older than this code (run `shopify app deploy`).
+        log.warning(
+            "shop %s: access token lacks scopes %s; pixel set-up will fail",
+            domain,
+            ", ".join(missing),
+        )
     now = runtime.clock.now()
     with runtime.db.session() as session:
         shop = ensure_shop(session, domain, now)
@@ -87,6 +96,13 @@ def _installed(runtime: Runtime, domain: str, token: Any) -> None:
             log.info("shop %s: %s; access token stored", domain, state)
         else:
             log.info("shop %s: new access token stored", domain)
+
+
+def missing_scopes(runtime: Runtime, granted: str) -> list[str]:
+    """Scopes in SCOPES (the Shopify CLI sets it from the TOML) not granted."""
+    wanted = {s.strip() for s in runtime.config.scopes.split(",") if s.strip()}
+    have = {s.strip() for s in granted.split(",") if s.strip()}
+    return sorted(wanted - have)
 
 
 def queue_set_up(runtime: Runtime, domain: str) -> None:
