@@ -3,13 +3,17 @@ and in the database, never in a job's arguments, result or description."""
 
 from __future__ import annotations
 
+import logging
 from types import TracebackType
 from typing import Any
 
 from rq.job import Job
 
 from relay import delivery, pipeline, retention, runtime
+from relay.errors import ShopifyRefused
 from relay.shopify import install
+
+log = logging.getLogger(__name__)
 
 
 def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
@@ -18,8 +22,16 @@ def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
 
 
 def set_up_shop(domain: str) -> None:
-    """Create or update Relay's Web Pixel in a shop that just loaded the app."""
-    install.set_up_shop(runtime.current(), domain)
+    """Create or update Relay's Web Pixel in a shop that just loaded the app.
+
+    ShopifyUnavailable is left to RQ's retries. ShopifyRefused is not: no
+    retry can mend a revoked token or a refused mutation; the merchant's next
+    visit to the app queues the set-up again.
+    """
+    try:
+        install.set_up_shop(runtime.current(), domain)
+    except ShopifyRefused as error:
+        log.warning("shop %s: set-up refused, not retried: %s", domain, error.reason)
 
 
 def enforce_retention() -> None:

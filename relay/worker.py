@@ -12,7 +12,7 @@ from rq.job import Job
 # the job modules instead of importing them for each job.
 import relay.jobs  # noqa: F401
 from relay import runtime as runtime_module
-from relay.errors import RetryableDelivery
+from relay.errors import RetryableDelivery, ShopifyUnavailable
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,15 @@ log = logging.getLogger(__name__)
 class RelayWorker(Worker):
     """RQ's forking worker, quieter about failures Relay expects.
 
-    A delivery the platform or network failed raises RetryableDelivery so
-    that RQ schedules its retry; Relay has already logged why, so RQ's
-    ERROR line with a traceback would only make a routine retry look like a
-    crash at 3 a.m. Every other exception is logged by RQ as usual.
+    A delivery the platform or network failed raises RetryableDelivery (a
+    Shopify call, ShopifyUnavailable) so that RQ schedules its retry; Relay
+    has already logged why, so RQ's ERROR line with a traceback would only
+    make a routine retry look like a crash at 3 a.m. Every other exception
+    is logged by RQ as usual.
     """
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
-        if isinstance(exc_info[1], RetryableDelivery):
+        if isinstance(exc_info[1], (RetryableDelivery, ShopifyUnavailable)):
             log.info(
                 "job %s: platform or network failure, left to RQ's retries", job.id
             )

@@ -13,6 +13,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from sqlalchemy import select
 
 from relay.errors import ShopifyRefused, ShopifyUnavailable
@@ -366,3 +367,30 @@ def test_token_missing_a_scope_from_scopes_is_logged(runtime, shopify, caplog):
     assert caplog.messages == [
         f"shop {SHOP}: access token lacks scopes read_themes; pixel set-up will fail"
     ]
+
+
+def test_shopify_unreachable_at_first_load_is_503_not_500(client, runtime, shopify):
+    shopify.forced.append((502, {}, {"errors": "Bad Gateway"}))
+
+    response = open_app(client, session_token(SHOP, SECRET))
+
+    assert (response.status_code, response.json) == (
+        503,
+        {"error": "Shopify could not be reached; try again shortly"},
+    )
+    assert response.headers["Retry-After"] == "30"
+    with runtime.db.session() as session:
+        assert session.scalars(select(ShopToken)).all() == []
+
+
+def test_set_up_refused_by_shopify_is_logged_and_not_retried(
+    client, runtime, shopify, process_log
+):
+    open_app(client, session_token(SHOP, SECRET))
+    shopify.uninstall(SHOP)  # the token is revoked before the job runs
+
+    work(runtime)
+
+    assert f"shop {SHOP}: set-up refused, not retried" in process_log()
+    assert FailedJobRegistry(queue=runtime.queue).get_job_ids() == []
+    assert ScheduledJobRegistry(queue=runtime.queue).get_job_ids() == []

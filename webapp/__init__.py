@@ -31,9 +31,9 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
 
     from webapp import admin, health, webhooks
 
-    # Behind Heroku's router the app sees http://; the package verifies and
-    # redirects with the URL the browser used.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
+    # Behind Heroku's router the app sees http://; the package builds its
+    # redirects from the URL the browser used. The router passes Host as is.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(health.blueprint)

@@ -68,8 +68,19 @@ def _shopify_request() -> RequestInput:
 
 
 def _answer(result: Any) -> Response:
-    """The package's response, unchanged."""
+    """The package's response, unchanged, unless it is a server error.
+
+    The package answers 500 when Shopify could not be reached or refused the
+    app's credentials; Relay answers 503 instead, as for any dependency that
+    is down, and logs the package's code.
+    """
     res = result.response
+    if res.status >= 500:
+        log.error("admin: Shopify call failed (%s)", result.log.code)
+        response = jsonify(error="Shopify could not be reached; try again shortly")
+        response.status_code = 503
+        response.headers["Retry-After"] = "30"
+        return response
     return Response(res.body, status=res.status, headers=dict(res.headers))
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from rq import Retry
 from sqlalchemy.orm import Session
 
-from relay.errors import ShopifyRefused
+from relay.errors import ShopifyRefused, ShopifyUnavailable
 from relay.models import Shop
 from relay.runtime import Runtime
 from relay.shopify import tokens
@@ -60,6 +60,9 @@ def first_load(runtime: Runtime, verified: Any) -> Any | None:
             tokens.access_token(runtime, domain)
         except ShopifyRefused:
             needs_token = True  # revoked or expired: a fresh exchange mends it
+        except ShopifyUnavailable as error:
+            # The page can still be shown; jobs refresh the token later.
+            log.warning("shop %s: token not refreshed now: %s", domain, error.reason)
 
     if needs_token:
         exchanged = runtime.shopify.exchange(verified)
