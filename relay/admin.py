@@ -206,12 +206,15 @@ def list_shops(config: Config) -> Iterator[str]:
         rows = session.scalars(select(Shop).order_by(Shop.domain)).all()
         if not rows:
             yield "no shops"
+        with_token = set(session.scalars(select(ShopToken.shop_id)))
         for shop in rows:
-            state = (
-                "installed"
-                if shop.installed
-                else f"uninstalled {shop.uninstalled_at:%Y-%m-%d %H:%M}"
-            )
+            if not shop.installed:
+                state = f"uninstalled {shop.uninstalled_at:%Y-%m-%d %H:%M}"
+            elif shop.id in with_token:
+                pixel = "pixel on" if shop.web_pixel_id else "pixel not set up"
+                state = f"installed, access token stored, {pixel}"
+            else:
+                state = "webhooks received; the merchant has not opened Relay yet"
             yield f"{shop.domain}: {state}"
 
 

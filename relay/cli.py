@@ -95,7 +95,7 @@ def retention(config: Config) -> None:
 
     counts = retention_module.enforce(_runtime(config))
     for kind, count in sorted(counts.items()):
-        click.echo(f"{kind}: {count}")
+        click.echo(f"{retention_module.DESCRIPTIONS[kind]}: {count}")
 
 
 @cli.group()

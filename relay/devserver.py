@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from werkzeug.serving import run_simple
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from relay.config import Config
 from relay.redisconn import EmbeddedRedis
@@ -45,10 +45,28 @@ def serve(config: Config, host: str, port: int) -> None:
     from webapp import create_app
 
     try:
-        run_simple(host, port, create_app(runtime=runtime), threaded=True)
+        run_simple(
+            host,
+            port,
+            create_app(runtime=runtime),
+            threaded=True,
+            request_handler=PrivateRequestHandler,
+        )
     finally:
         stopping.set()
         _stop([worker, clock], embedded, url_file)
+
+
+class PrivateRequestHandler(WSGIRequestHandler):
+    """The development server's access log without client IPs or query strings.
+
+    A page load from the admin carries Shopify's session token in its query
+    string, and a client's IP is personal data; neither belongs in a log.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        path = self.path.split("?", 1)[0]
+        log.info("%s %s %s", self.command, path, code)
 
 
 def _watch(worker: subprocess.Popen[bytes], stopping: threading.Event) -> None:

@@ -1,4 +1,4 @@
-"""Redis key names, in one place so privacy deletion can find them all."""
+"""Redis key names and RQ job ids, in one place so privacy deletion finds them."""
 
 from __future__ import annotations
 
@@ -28,3 +28,8 @@ def cart(shop: str, token: str) -> str:
 def token_refresh(shop: str) -> str:
     """Held while one process refreshes a shop's access token."""
     return f"{PREFIX}:token-refresh:{shop}"
+
+
+def delivery_job(delivery_id: int) -> str:
+    """The RQ job id of a delivery, so it is never queued twice."""
+    return f"deliver-{delivery_id}"

@@ -262,12 +262,8 @@ def _orphaned_deliveries(
     return [
         delivery_id
         for delivery_id in session.scalars(query)
-        if not Job.exists(delivery_job_id(delivery_id), connection=runtime.redis)
+        if not Job.exists(keys.delivery_job(delivery_id), connection=runtime.redis)
     ]
-
-
-def delivery_job_id(delivery_id: int) -> str:
-    return f"deliver-{delivery_id}"
 
 
 def enqueue_delivery(
@@ -277,7 +273,7 @@ def enqueue_delivery(
     (queue or runtime.queue).enqueue_call(
         DELIVER,
         args=(delivery_id,),
-        job_id=delivery_job_id(delivery_id),
+        job_id=keys.delivery_job(delivery_id),
         description="deliver event",
         timeout=config.job_timeout_seconds,
         result_ttl=config.job_result_seconds,

@@ -262,7 +262,7 @@ def redact_customer(
         shop = find_shop(session, domain)
         events = _customer_events(session, shop, customer) if shop else []
         event_pks = [record.id for record in events]
-        deliveries = _delete_events(session, event_pks)
+        deliveries = _delete_events(runtime, session, event_pks)
         reports = _delete_reports_about(runtime, session, shop, customer) if shop else 0
 
     event_keys = [keys.event(pk) for pk in event_pks]
@@ -316,12 +316,25 @@ def _customer_events(
     return list(session.scalars(query))
 
 
-def _delete_events(session: Session, event_pks: list[int]) -> int:
+def _delete_events(runtime: Runtime, session: Session, event_pks: list[int]) -> int:
+    """Delete events with their deliveries and the deliveries' pending jobs.
+
+    A delivery's retry job left scheduled would outlive its row; where the
+    database reuses ids (SQLite), it could even send a newer delivery early.
+    """
     if not event_pks:
         return 0
-    result = session.execute(delete(Delivery).where(Delivery.event_pk.in_(event_pks)))
+    delivery_ids = list(
+        session.scalars(select(Delivery.id).where(Delivery.event_pk.in_(event_pks)))
+    )
+    session.execute(delete(Delivery).where(Delivery.id.in_(delivery_ids)))
     session.execute(delete(EventRecord).where(EventRecord.id.in_(event_pks)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    for job in Job.fetch_many(
+        [keys.delivery_job(i) for i in delivery_ids], connection=runtime.redis
+    ):
+        if job is not None:
+            job.delete()
+    return len(delivery_ids)
 
 
 def _matching_inbox_keys(
@@ -358,7 +371,7 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
             else []
         )
         if shop is not None:
-            deliveries = _delete_events(session, event_pks)
+            deliveries = _delete_events(runtime, session, event_pks)
             session.delete(shop)  # settings, tokens and reports go with it
         else:
             deliveries = 0

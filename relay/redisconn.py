@@ -48,6 +48,9 @@ class EmbeddedRedis:
 
     def __init__(self, instance_path: Path) -> None:
         instance_path.mkdir(parents=True, exist_ok=True)
+        # Redis writes its files world-readable, and they hold webhook bodies
+        # with personal data: only the owner may enter the folder.
+        instance_path.chmod(0o700)
         self._lock = _own_instance(instance_path)
         socket_path = instance_path / "redis.sock"
         if len(str(socket_path)) > MAX_SOCKET_PATH:

@@ -24,6 +24,14 @@ from relay.runtime import Runtime
 log = logging.getLogger(__name__)
 
 EVERY_SECONDS = 3600
+DESCRIPTIONS = {
+    "deliveries": "delivery log entries deleted",
+    "events": "events deleted",
+    "privacy_reports": "privacy reports deleted",
+    "privacy_requests": "privacy request records deleted",
+    "uninstalled_shops": "uninstalled shops deleted",
+    "redis_keys_given_ttl": "Redis keys found without a lifetime and given one",
+}
 
 
 def enforce(runtime: Runtime) -> dict[str, int]:

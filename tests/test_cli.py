@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
+from werkzeug.serving import make_server
 
 from relay.cli import cli
 from relay.clock import SystemClock
+from relay.devserver import PrivateRequestHandler
+from relay.shops import ensure_shop
 from tests.conftest import FIXTURES, ROOT, SHOP, connect_pinterest, work
 from tests.fake_pinterest import REQUEST_SCHEMA
+from webapp import create_app
 
 ORDER_FILE = str(FIXTURES / "orders_create.json")
 
@@ -253,3 +260,44 @@ def test_deliveries_refuses_an_unknown_status(env):
 
     assert result.exit_code == 2
     assert "'bogus' is not one of" in result.output
+
+
+def test_shops_list_tells_installed_from_merely_seen(
+    env, client, runtime, shopify, database_url
+):
+    from tests.conftest import SECRET
+    from tests.fake_shopify import session_token
+
+    client.get(f"/?shop={SHOP}&id_token={session_token(SHOP, SECRET)}")
+    work(runtime)
+    # A shop Relay knows only from its webhooks or the CLI.
+    other = "other-shop.myshopify.com"
+    with runtime.db.session() as session:
+        ensure_shop(session, other, runtime.clock.now())
+    env.update(
+        DATABASE_URL=database_url, RELAY_SECRET_KEY=runtime.config.secret_keys[0]
+    )
+
+    assert run(env, "shops", "list").output == (
+        f"{SHOP}: installed, access token stored, pixel on\n"
+        f"{other}: webhooks received; the merchant has not opened Relay yet\n"
+    )
+
+
+def test_development_access_log_has_no_query_strings_or_client_ips(runtime, caplog):
+    server = make_server(
+        "127.0.0.1",
+        0,
+        create_app(runtime=runtime),
+        request_handler=PrivateRequestHandler,
+    )
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    with caplog.at_level(logging.INFO, logger="relay.devserver"):
+        urllib.request.urlopen(
+            f"http://127.0.0.1:{server.server_port}/healthz?id_token=secret.jwt"
+        ).read()
+        thread.join()
+    server.server_close()
+
+    assert caplog.messages == ["GET /healthz 200"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select, text
 
 from relay import keys
@@ -404,3 +405,20 @@ def test_relay_privacy_report_lists_and_prints_reports(client, story, cli_env):
         1,
         f"Error: no report {report_id} for {OTHER_SHOP}\n",
     )
+
+
+def test_customer_redact_drops_a_pending_retry_of_their_delivery(
+    client, runtime, pinterest
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    pinterest.forced = (503, {"code": 4197, "message": "endpoint ramped down"})
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+    scheduled = ScheduledJobRegistry(queue=runtime.queue)
+    assert scheduled.get_job_ids() == ["deliver-1"]
+
+    post_fixture(client, "customers_redact.json")
+    work(runtime)
+
+    assert scheduled.get_job_ids() == []
+    assert not Job.exists("deliver-1", connection=runtime.redis)

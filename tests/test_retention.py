@@ -101,7 +101,14 @@ def test_nothing_within_its_lifetime_is_touched(client, runtime, pinterest, cli_
     result = CliRunner().invoke(cli, ["retention"], env=cli_env)
 
     assert result.exit_code == 0, result.output
-    assert "deliveries: 0\nevents: 0\nprivacy_reports: 0\n" in result.output
+    assert result.output == (
+        "delivery log entries deleted: 0\n"
+        "events deleted: 0\n"
+        "privacy reports deleted: 0\n"
+        "privacy request records deleted: 0\n"
+        "Redis keys found without a lifetime and given one: 0\n"
+        "uninstalled shops deleted: 0\n"
+    )
     with runtime.db.session() as session:
         assert len(session.scalars(select(EventRecord)).all()) == 1
         assert len(session.scalars(select(PrivacyReport)).all()) == 1

@@ -130,6 +130,13 @@ def test_bad_session_token_gets_401_and_nothing_is_exchanged(
         assert session.scalars(select(Shop)).all() == []
 
 
+def test_verified_token_for_a_shop_outside_myshopify_gets_401(client, shopify):
+    response = fetch(client, "/api/shop", session_token("evil.example.com", SECRET))
+
+    assert (response.status_code, response.data) == (401, b"Unauthorized")
+    assert shopify.requests == []
+
+
 def test_page_load_with_a_bad_session_token_is_sent_for_a_fresh_one(
     client, runtime, shopify
 ):
@@ -379,7 +386,9 @@ def test_shopify_unreachable_at_first_load_is_503_not_500(client, runtime, shopi
         {"error": "Shopify could not be reached; try again shortly"},
     )
     assert response.headers["Retry-After"] == "30"
+    # Not recorded as installed before Shopify has given a token.
     with runtime.db.session() as session:
+        assert session.scalars(select(Shop)).all() == []
         assert session.scalars(select(ShopToken)).all() == []
 
 

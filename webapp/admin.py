@@ -22,6 +22,7 @@ from relay import privacy
 from relay.runtime import Runtime
 from relay.shopify import install
 from relay.shopify.api import PATCH_ID_TOKEN_PATH, shop_domain
+from relay.shopify.webhooks import SHOP_DOMAIN
 from relay.shops import find_shop
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,15 @@ def _answer(result: Any) -> Response:
 
 def _verified() -> tuple[Any, Response | None]:
     verified = _runtime().shopify.verify_app_home(_shopify_request())
-    if verified.ok:
-        return verified, None
-    log.info("admin: session token not accepted (%s)", verified.log.code)
-    return verified, _answer(verified)
+    if not verified.ok:
+        log.info("admin: session token not accepted (%s)", verified.log.code)
+        return verified, _answer(verified)
+    if not SHOP_DOMAIN.fullmatch(shop_domain(verified.shop)):
+        # Signed with our secret, so from Shopify; but a shop that is not a
+        # myshopify.com subdomain is nothing Relay can act for.
+        log.warning("admin: session token for a shop that is not a shop")
+        return verified, Response("Unauthorized", status=401)
+    return verified, None
 
 
 @blueprint.get("/")

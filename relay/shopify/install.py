@@ -49,11 +49,12 @@ def first_load(runtime: Runtime, verified: Any) -> Any | None:
     """
     domain = shop_domain(verified.shop)
     with runtime.db.session() as session:
-        shop = ensure_shop(session, domain, runtime.clock.now())
-        needs_token = not tokens.has_token(session, shop)
+        # Recorded as installed only once Shopify has given a token.
+        shop = find_shop(session, domain)
+        needs_token = shop is None or not tokens.has_token(session, shop)
         # A set-up that failed for good (say, the extension not yet deployed)
         # is tried again when the merchant comes back.
-        needs_set_up = shop.web_pixel_id is None
+        needs_set_up = shop is None or shop.web_pixel_id is None
 
     if not needs_token:
         try:
