@@ -91,10 +91,11 @@ class Config:
             job_failure_seconds=_int(env, "RELAY_JOB_FAILURE_SECONDS", 7 * DAY),
             job_timeout_seconds=_int(env, "RELAY_JOB_TIMEOUT_SECONDS", 120),
             shopify_api_version=env.get("RELAY_SHOPIFY_API_VERSION", "2026-07"),
-            delivery_log_days=_int(env, "RELAY_DELIVERY_LOG_DAYS", 90),
-            privacy_report_days=_int(env, "RELAY_PRIVACY_REPORT_DAYS", 30),
-            privacy_request_days=_int(env, "RELAY_PRIVACY_REQUEST_DAYS", 3 * 365),
-            uninstalled_shop_days=_int(env, "RELAY_UNINSTALLED_SHOP_DAYS", 30),
+            # The delivery log must outlive a delivery's wait (7 days at most).
+            delivery_log_days=_days(env, "RELAY_DELIVERY_LOG_DAYS", 90, least=8),
+            privacy_report_days=_days(env, "RELAY_PRIVACY_REPORT_DAYS", 30, least=1),
+            privacy_request_days=_days(env, "RELAY_PRIVACY_REQUEST_DAYS", 3 * 365),
+            uninstalled_shop_days=_days(env, "RELAY_UNINSTALLED_SHOP_DAYS", 30),
         )
 
     def with_changes(self, **changes: object) -> Config:
@@ -133,4 +134,17 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+# A century: longer is "forever", which datetime arithmetic cannot reach.
+MAX_DAYS = 36500
+
+
+def _days(env: Mapping[str, str], name: str, default: int, least: int = 0) -> int:
+    value = _int(env, name, default)
+    if not least <= value <= MAX_DAYS:
+        raise ConfigError(
+            f"{name} must be between {least} and {MAX_DAYS} days, got {value}"
+        )
     return value

@@ -122,6 +122,7 @@ class EventRecord(Base):
         Index("ix_events_shop_order", "shop_id", "order_id"),
         Index("ix_events_shop_customer", "shop_id", "customer_id"),
         Index("ix_events_shop_email", "shop_id", "email_digest"),
+        Index("ix_events_shop_phone", "shop_id", "phone_digest"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -130,9 +131,10 @@ class EventRecord(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    # SHA-256 of the normalized email, as platforms receive it: what lets a
-    # privacy request find a guest's events.
+    # SHA-256 of the normalized email and phone, as platforms receive them:
+    # what lets a privacy request find a guest's events.
     email_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    phone_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     origin: Mapped[str] = mapped_column(String(64))
     test: Mapped[bool] = mapped_column(Boolean, default=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)

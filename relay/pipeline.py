@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay import keys, matchkeys, privacy
+from relay import keys, privacy
 from relay.errors import BadInput
 from relay.events import Event
 from relay.models import Delivery, EventRecord, Shop
@@ -187,14 +187,14 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
         return _orphaned_deliveries(runtime, session, existing)
 
     now = runtime.clock.now()
-    email = matchkeys.email(event.person.email)
+    person = event.person
     record = EventRecord(
         shop_id=shop.id,
         name=event.name.value,
         event_id=event.event_id,
         order_id=event.commerce.order_id,
         customer_id=event.person.customer_id,
-        email_digest=matchkeys.sha256(email) if email else None,
+        **privacy.record_digests(person.email, person.phone, person.country),
         origin=event.origin,
         test=event.test,
         occurred_at=event.occurred_at,

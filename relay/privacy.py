@@ -38,65 +38,94 @@ from rq.registry import (
 )
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from relay import keys, matchkeys
+from relay.delivery import PENDING
 from relay.models import Delivery, EventRecord, PrivacyReport, PrivacyRequest, Shop
 from relay.runtime import Runtime
+from relay.shopify.normalize import clean_text, shopify_id
 from relay.shops import find_shop
 
 log = logging.getLogger(__name__)
 
 TOPICS = ("customers/data_request", "customers/redact", "shop/redact")
+# Ids per IN (...) clause; PostgreSQL takes at most 65,535 parameters a query.
+IN_SLICE = 1000
 
 
 @dataclass(frozen=True)
 class Customer:
-    """Who a request is about, in the forms Relay may have kept."""
+    """Who a request is about, in the forms Relay may have kept.
+
+    Ids and contact details are read as the order pipeline reads them, so a
+    request finds what the pipeline stored whatever form the payload used.
+    """
 
     customer_id: str | None
     email_digest: str | None
+    phone_digest: str | None
     order_ids: frozenset[str]
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any], orders_field: str) -> Customer:
-        customer = payload.get("customer")
-        customer = customer if isinstance(customer, dict) else {}
-        raw_id = customer.get("id")
-        email = matchkeys.email(_text(customer.get("email")))
+        customer = _object(payload.get("customer"))
         orders = payload.get(orders_field)
+        order_ids = (
+            shopify_id(o) for o in (orders if isinstance(orders, list) else [])
+        )
         return cls(
-            customer_id=str(raw_id) if isinstance(raw_id, (int, str)) else None,
-            email_digest=matchkeys.sha256(email) if email else None,
-            order_ids=frozenset(
-                str(o)
-                for o in (orders if isinstance(orders, list) else [])
-                if isinstance(o, (int, str))
-            ),
+            customer_id=shopify_id(customer.get("id")),
+            email_digest=_email_digest(customer.get("email")),
+            phone_digest=_phone_digest(customer.get("phone"), None),
+            order_ids=frozenset(o for o in order_ids if o),
         )
 
     def matches_body(self, body: dict[str, Any]) -> bool:
-        """Whether a stored webhook body is about this customer."""
-        customer = body.get("customer")
-        customer = customer if isinstance(customer, dict) else {}
-        ids = {str(body.get("order_id")), str(customer.get("id"))}
-        if body.get("id") is not None and (
-            "line_items" in body or "order_number" in body
-        ):
-            ids.add(str(body["id"]))
-        if self.customer_id in ids or ids & self.order_ids:
+        """Whether a stored webhook body (order, checkout, ...) is about them."""
+        customer = _object(body.get("customer"))
+        if self.customer_id and shopify_id(customer.get("id")) == self.customer_id:
+            return True
+        is_order = "order_number" in body or "financial_status" in body
+        order_id = shopify_id(body.get("id") if is_order else body.get("order_id"))
+        if order_id and order_id in self.order_ids:
             return True
         emails = (body.get("email"), body.get("contact_email"), customer.get("email"))
-        digests = {
-            matchkeys.sha256(e) for e in map(matchkeys.email, map(_text, emails)) if e
-        }
-        return self.email_digest is not None and self.email_digest in digests
+        if self.email_digest and self.email_digest in map(_email_digest, emails):
+            return True
+        phones = (body.get("phone"), customer.get("phone"))
+        return bool(self.phone_digest) and self.phone_digest in (
+            _phone_digest(p, None) for p in phones
+        )
 
     def is_empty(self) -> bool:
-        return not (self.customer_id or self.email_digest or self.order_ids)
+        return not (
+            self.customer_id or self.email_digest or self.phone_digest or self.order_ids
+        )
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _email_digest(raw: Any) -> str | None:
+    email = matchkeys.email(clean_text(raw))
+    return matchkeys.sha256(email) if email else None
+
+
+def _phone_digest(raw: Any, country: str | None) -> str | None:
+    phone = matchkeys.phone(clean_text(raw), country)
+    return matchkeys.sha256(phone) if phone else None
+
+
+def record_digests(
+    email: str | None, phone: str | None, country: str | None
+) -> dict[str, str | None]:
+    """The digests an event row keeps so a privacy request can find it."""
+    return {
+        "email_digest": _email_digest(email),
+        "phone_digest": _phone_digest(phone, country),
+    }
 
 
 def handle(
@@ -150,6 +179,7 @@ def data_request(
             "about": {
                 "shopify_customer_id": customer.customer_id,
                 "email_sha256": customer.email_digest,
+                "phone_sha256": customer.phone_digest,
                 "orders_requested": sorted(customer.order_ids),
             },
             "what_relay_keeps": (
@@ -161,7 +191,7 @@ def data_request(
             "events": [_event_entry(record, session) for record in events],
             "waiting_for_processing": {
                 "webhook_bodies": len(
-                    set(_matching_inbox_keys(runtime, domain, customer)) - {request_key}
+                    _matching_inbox_keys(runtime, domain, customer, request_key)
                 ),
             },
         }
@@ -253,17 +283,19 @@ def redact_customer(
     if customer.is_empty():
         return {}
 
-    inbox_keys = [
-        key
-        for key in _matching_inbox_keys(runtime, domain, customer)
-        if key != request_key
-    ]
+    inbox_keys = _matching_inbox_keys(runtime, domain, customer, request_key)
     with runtime.db.session() as session:
         shop = find_shop(session, domain)
         events = _customer_events(session, shop, customer) if shop else []
-        event_pks = [record.id for record in events]
-        deliveries = _delete_events(runtime, session, event_pks)
-        reports = _delete_reports_about(runtime, session, shop, customer) if shop else 0
+        order_ids = {record.order_id for record in events if record.order_id}
+        event_pks, deliveries = _delete_events(
+            runtime, session, EventRecord.id.in_([record.id for record in events])
+        )
+        reports = (
+            _delete_reports_about(runtime, session, shop, customer, order_ids)
+            if shop
+            else 0
+        )
 
     event_keys = [keys.event(pk) for pk in event_pks]
     _delete_keys(runtime.redis, [*inbox_keys, *event_keys])
@@ -276,21 +308,38 @@ def redact_customer(
 
 
 def _delete_reports_about(
-    runtime: Runtime, session: Session, shop: Shop, customer: Customer
+    runtime: Runtime,
+    session: Session,
+    shop: Shop,
+    customer: Customer,
+    order_ids: set[str],
 ) -> int:
-    """Earlier data-request reports about this customer go too."""
+    """Earlier data-request reports about this customer, or their orders, go too.
+
+    `order_ids` adds the orders of the events just deleted, so a report made
+    from a request that named the customer differently is found as well.
+    """
+    orders = order_ids | customer.order_ids
     deleted = 0
     query = select(PrivacyReport).where(PrivacyReport.shop_id == shop.id)
     for report in session.scalars(query):
-        about = runtime.keyring.decrypt(report.encrypted_content).get("about", {})
-        same_customer = (
-            customer.customer_id is not None
-            and about.get("shopify_customer_id") == customer.customer_id
-        ) or (
-            customer.email_digest is not None
-            and about.get("email_sha256") == customer.email_digest
-        )
-        if same_customer:
+        content = runtime.keyring.decrypt(report.encrypted_content)
+        about = content.get("about", {})
+        identifiers = {
+            ("customer", about.get("shopify_customer_id")),
+            ("email", about.get("email_sha256")),
+            ("phone", about.get("phone_sha256")),
+        }
+        theirs = {
+            ("customer", customer.customer_id),
+            ("email", customer.email_digest),
+            ("phone", customer.phone_digest),
+        }
+        reported_orders = set(about.get("orders_requested", [])) | {
+            event.get("order_id") for event in content.get("events", [])
+        }
+        same_customer = any(value for kind, value in identifiers & theirs)
+        if same_customer or reported_orders & orders:
             session.delete(report)
             deleted += 1
     return deleted
@@ -299,50 +348,72 @@ def _delete_reports_about(
 def _customer_events(
     session: Session, shop: Shop, customer: Customer
 ) -> list[EventRecord]:
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if customer.customer_id:
         conditions.append(EventRecord.customer_id == customer.customer_id)
     if customer.email_digest:
         conditions.append(EventRecord.email_digest == customer.email_digest)
-    if customer.order_ids:
-        conditions.append(EventRecord.order_id.in_(customer.order_ids))
-    if not conditions:
-        return []
-    query = (
-        select(EventRecord)
-        .where(EventRecord.shop_id == shop.id, or_(*conditions))
-        .order_by(EventRecord.id)
-    )
-    return list(session.scalars(query))
+    if customer.phone_digest:
+        conditions.append(EventRecord.phone_digest == customer.phone_digest)
+    # In slices: a customer may name more orders than a query takes parameters.
+    orders = sorted(customer.order_ids)
+    slices: list[ColumnElement[bool]] = [
+        EventRecord.order_id.in_(orders[start : start + IN_SLICE])
+        for start in range(0, len(orders), IN_SLICE)
+    ]
+    batches: list[list[ColumnElement[bool]]] = [conditions + slices[:1]]
+    batches += [[order_slice] for order_slice in slices[1:]]
+
+    found: dict[int, EventRecord] = {}
+    for batch in batches:
+        if not batch:
+            continue
+        query = select(EventRecord).where(EventRecord.shop_id == shop.id, or_(*batch))
+        found.update((record.id, record) for record in session.scalars(query))
+    return [found[pk] for pk in sorted(found)]
 
 
-def _delete_events(runtime: Runtime, session: Session, event_pks: list[int]) -> int:
-    """Delete events with their deliveries and the deliveries' pending jobs.
+def _delete_events(
+    runtime: Runtime, session: Session, which: ColumnElement[bool]
+) -> tuple[list[int], int]:
+    """Delete the events `which` selects, their deliveries and pending jobs.
 
+    Returns the events' ids (their Redis keys are the caller's to delete)
+    and how many deliveries went. Selecting by condition rather than by a
+    list of ids keeps a whole shop's deletion within one query's parameters.
     A delivery's retry job left scheduled would outlive its row; where the
     database reuses ids (SQLite), it could even send a newer delivery early.
     """
-    if not event_pks:
-        return 0
-    delivery_ids = list(
-        session.scalars(select(Delivery.id).where(Delivery.event_pk.in_(event_pks)))
+    events = select(EventRecord.id).where(which)
+    event_pks = list(session.scalars(events))
+    pending = list(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.event_pk.in_(events), Delivery.status.in_(PENDING)
+            )
+        )
     )
-    session.execute(delete(Delivery).where(Delivery.id.in_(delivery_ids)))
-    session.execute(delete(EventRecord).where(EventRecord.id.in_(event_pks)))
-    for job in Job.fetch_many(
-        [keys.delivery_job(i) for i in delivery_ids], connection=runtime.redis
-    ):
-        if job is not None:
-            job.delete()
-    return len(delivery_ids)
+    result = session.execute(delete(Delivery).where(Delivery.event_pk.in_(events)))
+    session.execute(delete(EventRecord).where(which))
+    for start in range(0, len(pending), 500):
+        batch = [keys.delivery_job(i) for i in pending[start : start + 500]]
+        for job in Job.fetch_many(batch, connection=runtime.redis):
+            if job is not None:
+                job.delete()
+    return event_pks, int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _matching_inbox_keys(
-    runtime: Runtime, domain: str, customer: Customer
-) -> list[str]:
+    runtime: Runtime, domain: str, customer: Customer, exclude: str
+) -> list[bytes]:
+    """The shop's waiting webhook bodies about `customer`, except `exclude`.
+
+    Keys stay bytes: one written by anything but Relay need not be UTF-8.
+    """
+    skip = exclude.encode()
     found = []
     for key in runtime.redis.scan_iter(match=keys.inbox(_glob(domain), "*"), count=500):
-        body = runtime.redis.get(key)
+        body = runtime.redis.get(key) if key != skip else None
         if body is None:
             continue
         try:
@@ -350,7 +421,7 @@ def _matching_inbox_keys(
         except (ValueError, RecursionError):
             continue
         if isinstance(parsed, dict) and customer.matches_body(parsed):
-            found.append(key.decode() if isinstance(key, bytes) else key)
+            found.append(key)
     return found
 
 
@@ -361,31 +432,31 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
     """Delete everything Relay holds for the shop, in Redis and the database."""
     with runtime.db.session() as session:
         shop = find_shop(session, domain)
-        event_pks = (
-            list(
-                session.scalars(
-                    select(EventRecord.id).where(EventRecord.shop_id == shop.id)
-                )
-            )
-            if shop
-            else []
-        )
+        event_pks: list[int] = []
+        deliveries = 0
         if shop is not None:
-            deliveries = _delete_events(runtime, session, event_pks)
+            event_pks, deliveries = _delete_events(
+                runtime, session, EventRecord.shop_id == shop.id
+            )
             session.delete(shop)  # settings, tokens and reports go with it
-        else:
-            deliveries = 0
         session.execute(
             update(PrivacyRequest)
             .where(PrivacyRequest.shop_domain == domain)
             .values(shop_domain=_ledger_name(domain))
         )
 
+    # Each kind's own pattern, anchored at the start: a key of another shop
+    # that merely contains this domain (in a webhook id, say) is not matched.
+    patterns = [
+        keys.webhook_seen(_glob(domain), "*"),
+        keys.inbox(_glob(domain), "*"),
+        keys.cart(_glob(domain), "*"),
+        keys.token_refresh(_glob(domain)),
+    ]
     shop_keys = [
-        k.decode() if isinstance(k, bytes) else k
-        for k in runtime.redis.scan_iter(
-            match=f"{keys.PREFIX}:*:{_glob(domain)}*", count=500
-        )
+        key
+        for pattern in patterns
+        for key in runtime.redis.scan_iter(match=pattern, count=500)
     ]
     _delete_keys(runtime.redis, [*shop_keys, *(keys.event(pk) for pk in event_pks)])
     jobs = _delete_shop_jobs(runtime, domain)
@@ -434,7 +505,7 @@ def _current_job_id() -> str | None:
     return job.id if job else None
 
 
-def _delete_keys(connection: redis.Redis, names: Iterable[str]) -> None:
+def _delete_keys(connection: redis.Redis, names: Iterable[str | bytes]) -> None:
     batch = list(names)
     for start in range(0, len(batch), 500):
         connection.delete(*batch[start : start + 500])

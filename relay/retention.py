@@ -101,7 +101,8 @@ def _cap_redis_lifetimes(runtime: Runtime) -> int:
     }
     fixed = 0
     for key in runtime.redis.scan_iter(match=f"{keys.PREFIX}:*", count=1000):
-        name = key.decode() if isinstance(key, bytes) else key
+        # Bytes from Redis; a key written by anything but Relay may not be UTF-8.
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
         kind = name.split(":", 2)[1] if name.count(":") >= 2 else ""
         lifetime = lifetimes.get(kind)
         if lifetime and runtime.redis.ttl(key) == -1:

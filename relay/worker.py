@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+# Imported by the worker process itself, so every forked work horse inherits
+# the job modules instead of importing them for each job. httpx imports its
+# HTTP core lazily; a first import in a horse forked from a process with
+# threads can trip over an import lock another thread held at the fork.
+import httpcore  # noqa: F401
 from rq import Worker
 from rq.job import Job
 
-# Imported by the worker process itself, so every forked work horse inherits
-# the job modules instead of importing them for each job.
 import relay.jobs  # noqa: F401
 from relay import runtime as runtime_module
 from relay.errors import RetryableDelivery, ShopifyUnavailable

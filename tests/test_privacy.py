@@ -322,6 +322,7 @@ def test_data_request_report_holds_what_relay_keeps_about_the_customer(client, s
     assert report["about"] == {
         "shopify_customer_id": "7712345678901",
         "email_sha256": sha256("jane@example.com"),
+        "phone_sha256": sha256("15555550100"),
         "orders_requested": [JANE_ORDER, "6123456789013"],
     }
     assert (report["shop"], report["data_request_id"]) == (SHOP, "9912")

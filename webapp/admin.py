@@ -28,6 +28,8 @@ from relay.shops import find_shop
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("admin", __name__)
+# Row ids are 32-bit integers on PostgreSQL; a larger one names no row.
+MAX_ROW_ID = 2**31 - 1
 
 HOME = """<!doctype html>
 <html lang="en">
@@ -86,7 +88,13 @@ def _answer(result: Any) -> Response:
 
 
 def _verified() -> tuple[Any, Response | None]:
-    verified = _runtime().shopify.verify_app_home(_shopify_request())
+    try:
+        verified = _runtime().shopify.verify_app_home(_shopify_request())
+    except (AttributeError, TypeError, ValueError):
+        # The package trips over some validly signed but malformed claims
+        # (a non-string or unparsable `dest`); none is a session Relay serves.
+        log.warning("admin: session token with malformed claims refused")
+        return None, Response("Unauthorized", status=401)
     if not verified.ok:
         log.info("admin: session token not accepted (%s)", verified.log.code)
         return verified, _answer(verified)
@@ -124,6 +132,10 @@ def app_home() -> Response:
 @blueprint.get(PATCH_ID_TOKEN_PATH)
 def patch_id_token() -> Response:
     """Where the package sends a page load without a fresh session token."""
+    # The package writes `shop` into a Content-Security-Policy header as is.
+    shop = flask_request.args.get("shop")
+    if shop is not None and not SHOP_DOMAIN.fullmatch(shop):
+        return _bad_request("shop must be a myshopify.com domain")
     return _answer(_runtime().shopify.patch_id_token_page(_shopify_request()))
 
 
@@ -164,13 +176,23 @@ def privacy_report(report_id: int) -> Response:
         return refusal
 
     runtime = _runtime()
-    report = privacy.read_report(runtime, shop_domain(verified.shop), report_id)
+    report = (
+        privacy.read_report(runtime, shop_domain(verified.shop), report_id)
+        if report_id <= MAX_ROW_ID
+        else None
+    )
     if report is None:
         # The same answer for another shop's report as for none at all.
         return Response(
             '{"error": "no such report"}', status=404, mimetype="application/json"
         )
     return jsonify(report)
+
+
+def _bad_request(reason: str) -> Response:
+    response = jsonify(error=reason)
+    response.status_code = 400
+    return response
 
 
 def _not_set_up(domain: str) -> Response:

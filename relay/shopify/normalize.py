@@ -125,8 +125,8 @@ def cart_summary(cart: Payload) -> dict[str, Any]:
             currency, price = None, _decimal(line.get("price"))
         lines.append(
             {
-                "variant_id": _id_text(line.get("variant_id")),
-                "product_id": _id_text(line.get("product_id")),
+                "variant_id": shopify_id(line.get("variant_id")),
+                "product_id": shopify_id(line.get("product_id")),
                 "quantity": _quantity(line.get("quantity")),
                 "price": None if price is None else format(price, "f"),
                 "currency": currency,
@@ -134,7 +134,7 @@ def cart_summary(cart: Payload) -> dict[str, Any]:
         )
     return {
         "token": token,
-        "updated_at": _text(cart.get("updated_at")),
+        "updated_at": clean_text(cart.get("updated_at")),
         "lines": lines,
     }
 
@@ -228,11 +228,11 @@ def _items(lines: Any, side: str) -> tuple[Item, ...]:
             price = _decimal(line.get("price"))
         items.append(
             Item(
-                product_id=_id_text(line.get("product_id")),
-                variant_id=_id_text(line.get("variant_id")),
-                sku=_text(line.get("sku")),
-                name=_text(line.get("title")) or _text(line.get("name")),
-                brand=_text(line.get("vendor")),
+                product_id=shopify_id(line.get("product_id")),
+                variant_id=shopify_id(line.get("variant_id")),
+                sku=clean_text(line.get("sku")),
+                name=clean_text(line.get("title")) or clean_text(line.get("name")),
+                brand=clean_text(line.get("vendor")),
                 unit_price=price,
                 quantity=_quantity(line.get("quantity")),
             )
@@ -268,13 +268,13 @@ def _person(payload: Payload) -> Person:
         ),
         first_name=_first_text(address.get("first_name"), customer.get("first_name")),
         last_name=_first_text(address.get("last_name"), customer.get("last_name")),
-        city=_text(address.get("city")),
-        region=_text(address.get("province_code")),
-        postal_code=_text(address.get("zip")),
-        country=_text(address.get("country_code")),
-        customer_id=_id_text(customer.get("id")),
+        city=clean_text(address.get("city")),
+        region=clean_text(address.get("province_code")),
+        postal_code=clean_text(address.get("zip")),
+        country=clean_text(address.get("country_code")),
+        customer_id=shopify_id(customer.get("id")),
         ip=_first_text(payload.get("browser_ip"), client.get("browser_ip")),
-        user_agent=_text(client.get("user_agent")),
+        user_agent=clean_text(client.get("user_agent")),
         click_ids=_click_ids(payload.get("landing_site")),
     )
 
@@ -288,14 +288,14 @@ def _first_address(*candidates: Any) -> Mapping[str, Any]:
 
 def _click_ids(landing_site: Any) -> dict[str, str]:
     """Ad click ids on the landing URL; Pinterest's arrives as `epik`."""
-    url = _text(landing_site)
+    url = clean_text(landing_site)
     if url is None or "?" not in url:
         return {}
     try:
         query = parse_qs(urlsplit(url).query)
     except ValueError:  # e.g. an unclosed IPv6 bracket
         return {}
-    epik = _text(query.get("epik", [""])[0])
+    epik = clean_text(query.get("epik", [""])[0])
     return {"epik": epik} if epik else {}
 
 
@@ -319,13 +319,13 @@ def _action_source(payload: Payload) -> ActionSource:
 
 
 def _required_id(payload: Payload, key: str, what: str) -> str:
-    value = _id_text(payload.get(key))
+    value = shopify_id(payload.get(key))
     if value is None:
         raise BadInput(f"{what} has no {key}")
     return value
 
 
-def _id_text(value: Any) -> str | None:
+def shopify_id(value: Any) -> str | None:
     """A Shopify numeric id as a string, or None.
 
     Webhooks send ids as JSON integers, the pixel as strings, Admin GraphQL
@@ -403,7 +403,7 @@ def _currency(value: Any) -> str | None:
     return None
 
 
-def _text(value: Any) -> str | None:
+def clean_text(value: Any) -> str | None:
     """Trimmed text, or None for empty, oversized or unencodable values."""
     if not isinstance(value, str):
         return None
@@ -419,7 +419,7 @@ def _text(value: Any) -> str | None:
 
 def _first_text(*values: Any) -> str | None:
     for value in values:
-        text = _text(value)
+        text = clean_text(value)
         if text:
             return text
     return None

@@ -1,4 +1,4 @@
-"""Access tokens, pixel ids, privacy requests and reports, email digests.
+"""Access tokens, pixel ids, privacy requests and reports, contact digests.
 
 Revision ID: 0002
 Revises: 0001
@@ -19,7 +19,9 @@ def upgrade() -> None:
         shops.add_column(sa.Column("web_pixel_id", sa.String(255), nullable=True))
     with op.batch_alter_table("events") as events:
         events.add_column(sa.Column("email_digest", sa.String(64), nullable=True))
+        events.add_column(sa.Column("phone_digest", sa.String(64), nullable=True))
     op.create_index("ix_events_shop_email", "events", ["shop_id", "email_digest"])
+    op.create_index("ix_events_shop_phone", "events", ["shop_id", "phone_digest"])
 
     op.create_table(
         "shop_tokens",
@@ -70,8 +72,10 @@ def downgrade() -> None:
     op.drop_index("ix_privacy_requests_shop", "privacy_requests")
     op.drop_table("privacy_requests")
     op.drop_table("shop_tokens")
+    op.drop_index("ix_events_shop_phone", "events")
     op.drop_index("ix_events_shop_email", "events")
     with op.batch_alter_table("events") as events:
+        events.drop_column("phone_digest")
         events.drop_column("email_digest")
     with op.batch_alter_table("shops") as shops:
         shops.drop_column("web_pixel_id")
