@@ -82,7 +82,18 @@ def test_patch_page_refuses_a_shop_that_is_not_a_shop(client, runtime, shop):
     assert "Content-Security-Policy" not in response.headers
 
 
-@pytest.mark.parametrize("dest", [None, 123, ["x"], "https://[bad"])
+@pytest.mark.parametrize(
+    "dest",
+    [
+        None,
+        123,
+        ["x"],
+        "https://[bad",
+        f"https://{SHOP}:8443/path",
+        f"https://user@{SHOP}",
+        "https://a.myshopify.com.myshopify.com",
+    ],
+)
 def test_signed_token_with_a_malformed_dest_gets_401(client, runtime, dest):
     response = client.get(
         "/api/shop", base_url=APP, headers=bearer(signed_token(dest=dest))

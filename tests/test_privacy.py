@@ -134,6 +134,8 @@ def redis_entries(runtime) -> list[tuple[str, str]]:
             value = connection.smembers(raw_key)
         elif kind == "zset":
             value = connection.zrange(raw_key, 0, -1)
+        elif kind == "stream":  # RQ's job results
+            value = connection.xrange(raw_key)
         else:
             value = f"<{kind}>"
         if key.startswith("rq:job:") and kind == "hash":

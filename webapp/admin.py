@@ -98,9 +98,12 @@ def _verified() -> tuple[Any, Response | None]:
     if not verified.ok:
         log.info("admin: session token not accepted (%s)", verified.log.code)
         return verified, _answer(verified)
-    if not SHOP_DOMAIN.fullmatch(shop_domain(verified.shop)):
-        # Signed with our secret, so from Shopify; but a shop that is not a
-        # myshopify.com subdomain is nothing Relay can act for.
+    domain = shop_domain(verified.shop)
+    dest = (verified.id_token.claims or {}).get("dest")
+    if not SHOP_DOMAIN.fullmatch(domain) or dest != f"https://{domain}":
+        # Signed with our secret, so from Shopify; but a destination other
+        # than a plain https://{shop}.myshopify.com is nothing Relay acts for,
+        # and the token exchange would refuse it anyway.
         log.warning("admin: session token for a shop that is not a shop")
         return verified, Response("Unauthorized", status=401)
     return verified, None
