@@ -417,11 +417,13 @@ def test_customer_redact_drops_a_pending_retry_of_their_delivery(
     pinterest.forced = (503, {"code": 4197, "message": "endpoint ramped down"})
     post_fixture(client, "orders_create.json")
     work(runtime)
+    with runtime.db.session() as session:
+        job_id = keys.delivery_job(session.scalars(select(Delivery.id)).one())
     scheduled = ScheduledJobRegistry(queue=runtime.queue)
-    assert scheduled.get_job_ids() == ["deliver-1"]
+    assert scheduled.get_job_ids() == [job_id]
 
     post_fixture(client, "customers_redact.json")
     work(runtime)
 
     assert scheduled.get_job_ids() == []
-    assert not Job.exists("deliver-1", connection=runtime.redis)
+    assert not Job.exists(job_id, connection=runtime.redis)
