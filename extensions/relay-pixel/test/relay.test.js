@@ -1,0 +1,210 @@
+// Relay's pixel under Node's test runner, against fakes of what Shopify's
+// sandbox gives it (analytics, browser, init) and of fetch. No network.
+import assert from 'node:assert/strict';
+import {readFileSync} from 'node:fs';
+import {test} from 'node:test';
+
+import {
+  SUBSCRIBED_EVENTS,
+  cartToken,
+  clickIdFromUrl,
+  startRelayPixel,
+} from '../src/relay.js';
+
+const FIXTURES = new URL('../../../tests/fixtures/shopify/', import.meta.url);
+const EPIK =
+  'dj0yJnU9RkFLRV9FUElLX0ZPUl9URVNUUyZwPTEmbj1leGFtcGxlJnQ9QUFBQUFBQUFBQUFB';
+const SETTINGS = {
+  relayUrl: 'https://relay.example/pixel',
+  shopDomain: 'example-shop.myshopify.com',
+};
+const CART_TOKEN = 'Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx';
+
+function fixture(name) {
+  return JSON.parse(readFileSync(new URL(name, FIXTURES), 'utf8'));
+}
+
+function fakeShopify({href, cookies = {}, cookieFails = false} = {}) {
+  const handlers = {};
+  const sent = [];
+  const setCookies = [];
+  const api = {
+    settings: SETTINGS,
+    init: {
+      context: {document: {location: {href: href ?? 'https://www.example-shop.com/'}}},
+      data: {cart: {id: `gid://shopify/Cart/${CART_TOKEN}?key=secretkey`}},
+      customerPrivacy: {
+        analyticsProcessingAllowed: true,
+        marketingAllowed: true,
+        preferencesProcessingAllowed: false,
+        saleOfDataAllowed: true,
+      },
+    },
+    analytics: {
+      subscribe(name, handler) {
+        handlers[name] = handler;
+      },
+    },
+    browser: {
+      cookie: {
+        async get(name) {
+          if (cookieFails) throw new Error('cookie access denied');
+          return cookies[name] ?? '';
+        },
+        async set(cookie) {
+          if (cookieFails) throw new Error('cookie access denied');
+          setCookies.push(cookie);
+          return cookie;
+        },
+      },
+    },
+    fetch: async (url, options) => {
+      sent.push({url, options, body: JSON.parse(options.body)});
+      return {ok: true, status: 204};
+    },
+  };
+  return {api, handlers, sent, setCookies};
+}
+
+async function emit(shopify, event) {
+  await shopify.handlers[event.name](event);
+}
+
+test('subscribes to every standard event Relay uses, and to consent changes', () => {
+  const shopify = fakeShopify();
+  startRelayPixel(shopify.api);
+
+  assert.deepEqual(Object.keys(shopify.handlers).sort(), [
+    ...SUBSCRIBED_EVENTS,
+    'visitorConsentCollected',
+  ].sort());
+});
+
+test('a landing page with epik sends it, and keeps it in a first-party cookie', async () => {
+  const pageViewed = fixture('pixel_page_viewed.json');
+  const shopify = fakeShopify({href: pageViewed.context.document.location.href});
+  startRelayPixel(shopify.api);
+
+  await emit(shopify, pageViewed);
+
+  assert.deepEqual(shopify.setCookies, [
+    `_epik=${encodeURIComponent(EPIK)}; path=/; max-age=31536000; SameSite=Lax`,
+  ]);
+  const [{url, options, body}] = shopify.sent;
+  assert.equal(url, 'https://relay.example/pixel');
+  assert.deepEqual(
+    {...options, body: undefined},
+    {
+      method: 'POST',
+      body: undefined,
+      headers: {'Content-Type': 'text/plain'},
+      keepalive: true,
+      credentials: 'omit',
+    },
+  );
+  assert.equal(typeof body.sent_at, 'string');
+  assert.deepEqual({...body, sent_at: null}, {
+    v: 1,
+    shop: 'example-shop.myshopify.com',
+    sent_at: null,
+    consent: {analytics: true, marketing: true, preferences: false, sale_of_data: true},
+    click_id: {epik: EPIK, source: 'url'},
+    cart_token: CART_TOKEN,
+    event: {
+      id: pageViewed.id,
+      name: 'page_viewed',
+      client_id: pageViewed.clientId,
+      timestamp: pageViewed.timestamp,
+      seq: pageViewed.seq,
+      url: pageViewed.context.document.location.href,
+      referrer: pageViewed.context.document.referrer,
+      user_agent: pageViewed.context.navigator.userAgent,
+      data: pageViewed.data,
+    },
+  });
+});
+
+test('a later page without epik in its URL sends the cookie\'s click id', async () => {
+  const checkout = fixture('pixel_checkout_completed.json');
+  const shopify = fakeShopify({
+    href: checkout.context.document.location.href,
+    cookies: {_epik: encodeURIComponent(EPIK)},
+  });
+  startRelayPixel(shopify.api);
+
+  await emit(shopify, checkout);
+
+  assert.deepEqual(shopify.setCookies, []);
+  const [{body}] = shopify.sent;
+  assert.deepEqual(body.click_id, {epik: EPIK, source: 'cookie'});
+  assert.equal(body.event.data.checkout.order.id, '6123456789012');
+});
+
+test('consent changes reported later go with the next events', async () => {
+  const shopify = fakeShopify();
+  startRelayPixel(shopify.api);
+
+  shopify.handlers.visitorConsentCollected({
+    customerPrivacy: {
+      analyticsProcessingAllowed: false,
+      marketingAllowed: true,
+      preferencesProcessingAllowed: false,
+      saleOfDataAllowed: false,
+    },
+  });
+  await emit(shopify, fixture('pixel_product_added_to_cart.json'));
+
+  assert.deepEqual(shopify.sent[0].body.consent, {
+    analytics: false,
+    marketing: true,
+    preferences: false,
+    sale_of_data: false,
+  });
+});
+
+test('nothing is thrown into the page when cookies or the network fail', async () => {
+  const shopify = fakeShopify({cookieFails: true});
+  shopify.api.fetch = async () => {
+    throw new TypeError('Failed to fetch');
+  };
+  startRelayPixel(shopify.api);
+
+  await emit(shopify, fixture('pixel_page_viewed.json'));
+  await emit(shopify, {name: 'page_viewed'}); // an event missing everything
+});
+
+test('a broken analytics object does not throw either', () => {
+  const shopify = fakeShopify();
+  shopify.api.analytics = {
+    subscribe() {
+      throw new Error('sandbox torn down');
+    },
+  };
+
+  assert.doesNotThrow(() => startRelayPixel(shopify.api));
+});
+
+test('without its settings the pixel stays silent', async () => {
+  const shopify = fakeShopify();
+  shopify.api.settings = {};
+  startRelayPixel(shopify.api);
+
+  assert.deepEqual(shopify.handlers, {});
+});
+
+test('click ids and cart tokens are read strictly', () => {
+  assert.equal(clickIdFromUrl('https://shop.example/?epik=abc'), 'abc');
+  assert.equal(clickIdFromUrl('https://shop.example/?epik='), null);
+  assert.equal(clickIdFromUrl(`https://shop.example/?epik=${'a'.repeat(513)}`), null);
+  assert.equal(clickIdFromUrl('not a url'), null);
+  assert.equal(clickIdFromUrl(undefined), null);
+  assert.equal(cartToken({data: {cart: {id: 'gid://shopify/Cart/tok123?key=k'}}}), 'tok123');
+  assert.equal(cartToken({data: {cart: null}}), null);
+});
+
+test('Relay\'s own code stays far below Shopify\'s 128 KB bundle limit', () => {
+  const size =
+    readFileSync(new URL('../src/relay.js', import.meta.url)).length +
+    readFileSync(new URL('../src/index.js', import.meta.url)).length;
+  assert.ok(size < 16 * 1024, `${size} bytes`);
+});
