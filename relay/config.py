@@ -40,6 +40,10 @@ class Config:
     queue_name: str = "relay"
     log_level: str = "INFO"
     webhook_max_bytes: int = 5 * MiB
+    # A pixel beacon is one event; a checkout with many lines stays far below.
+    pixel_max_bytes: int = 64 * 1024
+    # How long a visitor's profile (ids, click id, IP, user agent) is kept.
+    visitor_profile_days: int = 30
     # Longer than Shopify's 4-hour retry window, so a redelivery is recognised.
     webhook_dedupe_seconds: int = 24 * HOUR
     # How long a webhook body may wait in Redis for its job.
@@ -84,6 +88,8 @@ class Config:
             queue_name=env.get("RELAY_QUEUE", "relay"),
             log_level=env.get("RELAY_LOG_LEVEL", "INFO").upper(),
             webhook_max_bytes=_int(env, "RELAY_WEBHOOK_MAX_BYTES", 5 * MiB),
+            pixel_max_bytes=_int(env, "RELAY_PIXEL_MAX_BYTES", 64 * 1024),
+            visitor_profile_days=_days(env, "RELAY_VISITOR_PROFILE_DAYS", 30, least=1),
             webhook_dedupe_seconds=_int(env, "RELAY_WEBHOOK_DEDUPE_SECONDS", 24 * HOUR),
             inbox_seconds=_int(env, "RELAY_INBOX_SECONDS", 7 * DAY),
             event_seconds=_int(env, "RELAY_EVENT_SECONDS", 7 * DAY),

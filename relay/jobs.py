@@ -9,7 +9,7 @@ from typing import Any
 
 from rq.job import Job
 
-from relay import delivery, pipeline, retention, runtime
+from relay import delivery, pipeline, retention, runtime, visitors
 from relay.errors import ShopifyRefused
 from relay.shopify import install
 
@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
     """Normalize a stored webhook body and queue its deliveries."""
     pipeline.process_webhook(runtime.current(), shop, topic, webhook_id)
+
+
+def process_beacon(shop: str, event_id: str) -> None:
+    """Fold a stored pixel beacon into its visitor's profile."""
+    visitors.process_beacon(runtime.current(), shop, event_id)
 
 
 def set_up_shop(domain: str) -> None:

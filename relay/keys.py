@@ -33,3 +33,23 @@ def token_refresh(shop: str) -> str:
 def delivery_job(delivery_id: int) -> str:
     """The RQ job id of a delivery, so it is never queued twice."""
     return f"deliver-{delivery_id}"
+
+
+def beacon(shop: str, event_id: str) -> str:
+    """A pixel beacon waiting for its job; deleted once processed."""
+    return f"{PREFIX}:beacon:{shop}:{event_id}"
+
+
+def visitor(shop: str, client_id: str) -> str:
+    """A visitor's profile: click id, IP, user agent, the ids linked to it."""
+    return f"{PREFIX}:visitor:{shop}:{client_id}"
+
+
+def visitor_link(shop: str, kind: str, value: str) -> str:
+    """Which visitor a cart, checkout, order, customer or email belongs to."""
+    return f"{PREFIX}:visitor-link:{shop}:{kind}:{value}"
+
+
+def visitor_links(shop: str, client_id: str) -> str:
+    """The link keys pointing at a visitor, so deleting it deletes them."""
+    return f"{PREFIX}:visitor-links:{shop}:{client_id}"

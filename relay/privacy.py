@@ -40,7 +40,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from relay import keys, matchkeys
+from relay import keys, matchkeys, visitors
 from relay.delivery import PENDING
 from relay.models import Delivery, EventRecord, PrivacyReport, PrivacyRequest, Shop
 from relay.runtime import Runtime
@@ -189,6 +189,10 @@ def data_request(
                 "masked). Raw webhook bodies are kept only until processed."
             ),
             "events": [_event_entry(record, session) for record in events],
+            "visitor_profiles": [
+                visitors.profile(runtime.redis, domain, client_id)
+                for client_id in sorted(_visitors_of(runtime, domain, customer, events))
+            ],
             "waiting_for_processing": {
                 "webhook_bodies": len(
                     _matching_inbox_keys(runtime, domain, customer, request_key)
@@ -288,6 +292,7 @@ def redact_customer(
         shop = find_shop(session, domain)
         events = _customer_events(session, shop, customer) if shop else []
         order_ids = {record.order_id for record in events if record.order_id}
+        visitors_found = _visitors_of(runtime, domain, customer, events)
         event_pks, deliveries = _delete_events(
             runtime, session, EventRecord.id.in_([record.id for record in events])
         )
@@ -299,12 +304,29 @@ def redact_customer(
 
     event_keys = [keys.event(pk) for pk in event_pks]
     _delete_keys(runtime.redis, [*inbox_keys, *event_keys])
+    for client_id in visitors_found:
+        visitors.forget(runtime.redis, domain, client_id)
     return {
         "events": len(event_pks),
         "deliveries": deliveries,
         "webhook_bodies": len(inbox_keys),
         "privacy_reports": reports,
+        "visitor_profiles": len(visitors_found),
     }
+
+
+def _visitors_of(
+    runtime: Runtime, domain: str, customer: Customer, events: list[EventRecord]
+) -> set[str]:
+    """The pixel visitors linked to the customer's orders and checkouts."""
+    orders = customer.order_ids | {e.order_id for e in events if e.order_id}
+    checkouts = {e.event_id for e in events if e.name == "begin_checkout"}
+    wanted = [("order", o) for o in orders] + [("checkout", c) for c in checkouts]
+    found = {
+        visitors.client_for(runtime.redis, domain, kind, value)
+        for kind, value in wanted
+    }
+    return {client_id for client_id in found if client_id}
 
 
 def _delete_reports_about(
@@ -447,11 +469,16 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
 
     # Each kind's own pattern, anchored at the start: a key of another shop
     # that merely contains this domain (in a webhook id, say) is not matched.
+    escaped = _glob(domain)
     patterns = [
-        keys.webhook_seen(_glob(domain), "*"),
-        keys.inbox(_glob(domain), "*"),
-        keys.cart(_glob(domain), "*"),
-        keys.token_refresh(_glob(domain)),
+        keys.webhook_seen(escaped, "*"),
+        keys.inbox(escaped, "*"),
+        keys.cart(escaped, "*"),
+        keys.token_refresh(escaped),
+        keys.beacon(escaped, "*"),
+        keys.visitor(escaped, "*"),
+        keys.visitor_link(escaped, "*", "*"),
+        keys.visitor_links(escaped, "*"),
     ]
     shop_keys = [
         key

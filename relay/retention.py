@@ -98,6 +98,10 @@ def _cap_redis_lifetimes(runtime: Runtime) -> int:
         "event": config.event_seconds,
         "cart": CART_SECONDS,
         "token-refresh": 60,
+        "beacon": config.inbox_seconds,
+        "visitor": config.visitor_profile_days * 24 * 3600,
+        "visitor-link": config.visitor_profile_days * 24 * 3600,
+        "visitor-links": config.visitor_profile_days * 24 * 3600,
     }
     fixed = 0
     for key in runtime.redis.scan_iter(match=f"{keys.PREFIX}:*", count=1000):

@@ -33,6 +33,7 @@ NOTHING_FOUND = {
     "deliveries": 0,
     "webhook_bodies": 0,
     "privacy_reports": 0,
+    "visitor_profiles": 0,
 }
 
 

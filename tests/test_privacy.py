@@ -229,6 +229,7 @@ def test_customer_redact_is_recorded_without_the_customer(client, story):
             "deliveries": 1,
             "webhook_bodies": 0,
             "privacy_reports": 0,
+            "visitor_profiles": 0,
         }
         assert record.completed_at == runtime.clock.now()
         assert mentions([("ledger", json.dumps(record.outcome))], JANE) == []

@@ -29,13 +29,16 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     if not config.webhook_secrets:
         log.warning("webhooks: SHOPIFY_API_SECRET is not set; every webhook gets 401")
 
-    from webapp import admin, health, webhooks
+    from webapp import admin, health, pixel, webhooks
 
-    # Behind Heroku's router the app sees http://; the package builds its
-    # redirects from the URL the browser used. The router passes Host as is.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1)  # type: ignore[method-assign]
+    # Behind Heroku's router the app sees http:// and the router's address;
+    # the package builds redirects from the URL the browser used, and a
+    # visitor's IP comes from the one X-Forwarded-For entry the router adds.
+    # The router passes Host as is.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(pixel.blueprint)
     app.register_blueprint(health.blueprint)
     _register_error_handlers(app)
     return app

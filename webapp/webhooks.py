@@ -35,7 +35,7 @@ blueprint = Blueprint("webhooks", __name__)
 @blueprint.post("/webhooks")
 def receive() -> Response:
     runtime: Runtime = current_app.extensions["relay"]
-    body = _read_body(runtime.config.webhook_max_bytes)
+    body = read_body(runtime.config.webhook_max_bytes)
     if body is None:
         log.warning(
             "webhook refused: body over %d bytes", runtime.config.webhook_max_bytes
@@ -104,7 +104,7 @@ def receive() -> Response:
     return _answer(200, status=acceptance.value)
 
 
-def _read_body(limit: int) -> bytes | None:
+def read_body(limit: int) -> bytes | None:
     """The raw body, or None when it is longer than `limit` bytes.
 
     Read here rather than trusting Content-Length, so a chunked body over

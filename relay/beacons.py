@@ -1,0 +1,152 @@
+"""Beacons from Relay's Web Pixel: their envelope, checked, then queued.
+
+The pixel (extensions/relay-pixel/src/relay.js) sends one envelope per
+standard event, as `text/plain` JSON. Beacons are unauthenticated: anyone can
+send one. So the envelope is checked against `ENVELOPE` (JSON Schema, by the
+`jsonschema` library), it must name a shop that has Relay installed, and what
+a beacon can change is limited to its own visitor's profile (`relay.visitors`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from jsonschema import Draft202012Validator
+from rq import Queue, Retry
+
+from relay import keys
+from relay.config import Config
+from relay.errors import BadInput
+
+log = logging.getLogger(__name__)
+
+PROCESS_BEACON = "relay.jobs.process_beacon"
+
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
+_SHORT_TEXT = {"type": ["string", "null"], "maxLength": 2048}
+_FLAG = {"type": ["boolean", "null"]}
+EVENT_NAMES = [
+    "page_viewed",
+    "product_viewed",
+    "collection_viewed",
+    "search_submitted",
+    "product_added_to_cart",
+    "checkout_started",
+    "payment_info_submitted",
+    "checkout_completed",
+]
+
+ENVELOPE: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["v", "shop", "consent", "event"],
+    "properties": {
+        "v": {"const": 1},
+        "shop": {
+            "type": "string",
+            "pattern": "^[a-z0-9][a-z0-9-]{0,61}\\.myshopify\\.com$",
+        },
+        "sent_at": _SHORT_TEXT,
+        "consent": {
+            "type": "object",
+            "properties": {
+                "analytics": _FLAG,
+                "marketing": _FLAG,
+                "preferences": _FLAG,
+                "sale_of_data": _FLAG,
+            },
+            "additionalProperties": False,
+        },
+        "click_id": {
+            "type": ["object", "null"],
+            "required": ["epik", "source"],
+            "properties": {
+                "epik": {"type": "string", "minLength": 1, "maxLength": 512},
+                "source": {"enum": ["url", "cookie"]},
+            },
+            "additionalProperties": False,
+        },
+        "cart_token": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+        "event": {
+            "type": "object",
+            "required": ["id", "name", "client_id", "timestamp"],
+            "properties": {
+                "id": _ID,
+                "name": {"enum": EVENT_NAMES},
+                "client_id": _ID,
+                "timestamp": {"type": "string", "format": "date-time"},
+                "seq": {"type": ["integer", "null"]},
+                "url": _SHORT_TEXT,
+                "referrer": _SHORT_TEXT,
+                "user_agent": {"type": ["string", "null"], "maxLength": 1024},
+                "data": {"type": "object"},
+            },
+        },
+    },
+}
+_VALIDATOR = Draft202012Validator(
+    ENVELOPE, format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+
+@dataclass(frozen=True)
+class Beacon:
+    shop: str
+    event_id: str
+    client_id: str
+    envelope: dict[str, Any]
+
+
+def read_beacon(body: bytes) -> Beacon:
+    """The checked envelope; raises BadInput (400) saying what is wrong."""
+    try:
+        envelope = json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadInput("body is not valid JSON") from None
+
+    error = next(iter(_VALIDATOR.iter_errors(envelope)), None)
+    if error is not None:
+        where = "/".join(str(part) for part in error.absolute_path) or "envelope"
+        # The validator's message quotes the bad value, which may be anything
+        # a stranger sent; the reason names the field and the rule only.
+        raise BadInput(f"{where}: does not match the beacon schema ({error.validator})")
+
+    event = envelope["event"]
+    return Beacon(envelope["shop"], event["id"], event["client_id"], envelope)
+
+
+def accept_beacon(
+    queue: Queue, config: Config, beacon: Beacon, client_ip: str | None
+) -> bool:
+    """Keep the beacon briefly and queue its job; False for a repeat.
+
+    Raises redis.RedisError when Redis cannot be reached.
+    """
+    connection: redis.Redis = queue.connection
+    stored = json.dumps({"envelope": beacon.envelope, "ip": client_ip})
+    key = keys.beacon(beacon.shop, beacon.event_id)
+    with connection.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.exists(key):
+                return False
+            pipe.multi()
+            pipe.set(key, stored, ex=config.inbox_seconds)
+            queue.enqueue_call(
+                PROCESS_BEACON,
+                args=(beacon.shop, beacon.event_id),
+                description="process pixel beacon",
+                timeout=config.job_timeout_seconds,
+                result_ttl=config.job_result_seconds,
+                failure_ttl=config.job_failure_seconds,
+                retry=Retry(max=3, interval=[10, 60, 300]),
+                pipeline=pipe,
+            )
+            pipe.execute()
+        except redis.WatchError:
+            return False
+    return True

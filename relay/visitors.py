@@ -1,0 +1,197 @@
+"""Visitor profiles: who a storefront visitor is, across pixel events.
+
+Per shop and pixel client id, a Redis hash keeps what later conversions need
+and only the pixel sees: the latest Pinterest click id with when it was
+seen, the IP address and user agent, and the visitor's consent. Link keys
+map a cart token, checkout token or order id to the client id, so a webhook
+about that cart, checkout or order finds the visitor.
+
+Beacons are unauthenticated, so a beacon only ever writes its own client
+id's profile, and a link is only created, never moved: the first client id
+to claim a cart, checkout or order keeps it. Everything expires after
+RELAY_VISITOR_PROFILE_DAYS; `relay.privacy` deletes profiles on request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from relay import keys
+from relay.runtime import Runtime
+from relay.shopify.normalize import shopify_id
+from relay.shops import find_shop
+
+log = logging.getLogger(__name__)
+
+LINK_KINDS = ("cart", "checkout", "order")
+
+
+def process_beacon(runtime: Runtime, shop: str, event_id: str) -> None:
+    """Fold one stored beacon into its visitor's profile."""
+    beacon_key = keys.beacon(shop, event_id)
+    raw = runtime.redis.get(beacon_key)
+    if raw is None:
+        log.warning("beacon %s from %s: no longer stored", event_id, shop)
+        return
+
+    with runtime.db.session() as session:
+        shop_row = find_shop(session, shop)
+        installed = shop_row is not None and shop_row.installed
+    if installed:
+        stored = json.loads(raw)
+        observe(runtime, shop, stored["envelope"], stored.get("ip"))
+    else:
+        log.info("beacon %s from %s: shop not installed, dropped", event_id, shop)
+    runtime.redis.delete(beacon_key)
+
+
+def observe(
+    runtime: Runtime, shop: str, envelope: dict[str, Any], ip: str | None
+) -> None:
+    event = envelope["event"]
+    client_id = event["client_id"]
+    seconds = runtime.config.visitor_profile_days * 24 * 3600
+    seen_at = _time(event.get("timestamp"))
+    if seen_at is None:
+        return
+
+    fields: dict[str, str] = {"last_event": event["name"]}
+    if _valid_ip(ip):
+        fields["ip"] = str(ip)
+    if event.get("user_agent"):
+        fields["user_agent"] = event["user_agent"]
+    consent = envelope.get("consent") or {}
+    for name in ("marketing", "sale_of_data"):
+        if isinstance(consent.get(name), bool):
+            fields[f"consent_{name}"] = "1" if consent[name] else "0"
+    click = envelope.get("click_id")
+
+    _update_profile(
+        runtime.redis, keys.visitor(shop, client_id), fields, click, seen_at, seconds
+    )
+    for kind, value in links(envelope):
+        link(runtime.redis, shop, client_id, kind, value, seconds)
+    log.info(
+        "visitor profile for %s updated from %s (%s)", shop, event["name"], event["id"]
+    )
+
+
+def _update_profile(
+    connection: redis.Redis,
+    key: str,
+    fields: dict[str, str],
+    click: dict[str, Any] | None,
+    seen_at: datetime,
+    seconds: int,
+) -> None:
+    """Write `fields` unless a later event already did; beacons arrive out of order."""
+    stamp = seen_at.astimezone(timezone.utc).isoformat()
+    with connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                last_seen = _text(pipe.hget(key, "last_seen"))
+                click_at = _text(pipe.hget(key, "click_id_at"))
+                update: dict[str | bytes, bytes | float | int | str] = {}
+                if not last_seen or stamp >= last_seen:
+                    update.update(fields)
+                if update:
+                    update["last_seen"] = stamp
+                if click and (not click_at or stamp >= click_at):
+                    update["click_id"] = click["epik"]
+                    update["click_id_at"] = stamp
+                pipe.multi()
+                if update:
+                    pipe.hset(key, mapping=update)
+                pipe.expire(key, seconds)
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue  # another beacon of this visitor was written; again
+
+
+def link(
+    connection: redis.Redis,
+    shop: str,
+    client_id: str,
+    kind: str,
+    value: str,
+    seconds: int,
+) -> bool:
+    """Point `kind:value` at `client_id` unless another visitor has it."""
+    link_key = keys.visitor_link(shop, kind, value)
+    created = connection.set(link_key, client_id, nx=True, ex=seconds)
+    owner = client_id if created else _text(connection.get(link_key))
+    if owner != client_id:
+        log.info("%s %s of %s already belongs to another visitor", kind, value, shop)
+        return False
+    pipe = connection.pipeline()
+    pipe.expire(link_key, seconds)
+    pipe.sadd(keys.visitor_links(shop, client_id), link_key)
+    pipe.expire(keys.visitor_links(shop, client_id), seconds)
+    pipe.execute()
+    return True
+
+
+def links(envelope: dict[str, Any]) -> list[tuple[str, str]]:
+    """The cart, checkout and order the beacon ties its visitor to."""
+    found: list[tuple[str, str]] = []
+    if envelope.get("cart_token"):
+        found.append(("cart", envelope["cart_token"]))
+    checkout = envelope["event"].get("data", {}).get("checkout")
+    if isinstance(checkout, dict):
+        token = checkout.get("token")
+        if isinstance(token, str) and token.isalnum() and len(token) <= 64:
+            found.append(("checkout", token))
+        order = checkout.get("order")
+        order_id = shopify_id(order.get("id")) if isinstance(order, dict) else None
+        if order_id:
+            found.append(("order", order_id))
+    return found
+
+
+def profile(connection: redis.Redis, shop: str, client_id: str) -> dict[str, str]:
+    raw = connection.hgetall(keys.visitor(shop, client_id))
+    return {_text(k) or "": _text(v) or "" for k, v in raw.items()}
+
+
+def client_for(connection: redis.Redis, shop: str, kind: str, value: str) -> str | None:
+    """The client id a cart, checkout or order is linked to, if any."""
+    return _text(connection.get(keys.visitor_link(shop, kind, value)))
+
+
+def forget(connection: redis.Redis, shop: str, client_id: str) -> int:
+    """Delete a visitor's profile and every link to it; returns keys deleted."""
+    links_key = keys.visitor_links(shop, client_id)
+    link_keys = list(connection.smembers(links_key))
+    return int(connection.delete(keys.visitor(shop, client_id), links_key, *link_keys))
+
+
+def _time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None
+
+
+def _valid_ip(ip: str | None) -> bool:
+    try:
+        ipaddress.ip_address(ip or "")
+    except ValueError:
+        return False
+    return True
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
