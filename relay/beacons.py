@@ -78,7 +78,11 @@ ENVELOPE: dict[str, Any] = {
                 "id": _ID,
                 "name": {"enum": EVENT_NAMES},
                 "client_id": _ID,
-                "timestamp": {"type": "string", "format": "date-time"},
+                "timestamp": {
+                    "type": "string",
+                    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                    "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+                },
                 "seq": {"type": ["integer", "null"]},
                 "url": _SHORT_TEXT,
                 "referrer": _SHORT_TEXT,
@@ -88,9 +92,7 @@ ENVELOPE: dict[str, Any] = {
         },
     },
 }
-_VALIDATOR = Draft202012Validator(
-    ENVELOPE, format_checker=Draft202012Validator.FORMAT_CHECKER
-)
+_VALIDATOR = Draft202012Validator(ENVELOPE)
 
 
 @dataclass(frozen=True)

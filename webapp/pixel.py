@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("pixel", __name__)
 
 # Beacons come by the thousand a minute; whether a shop has Relay installed
-# changes rarely, so the answer is kept this long per web process.
+# changes rarely, so each app keeps the answer this long.
 SHOP_CACHE_SECONDS = 30
-_installed_cache: dict[str, tuple[bool, float]] = {}
 
 
 @blueprint.route("/pixel", methods=["OPTIONS"])
@@ -81,14 +80,17 @@ def allow_any_origin(response: Response) -> Response:
 
 
 def _installed(runtime: Runtime, shop: str) -> bool:
-    cached = _installed_cache.get(shop)
+    cache: dict[str, tuple[bool, float]] = current_app.extensions.setdefault(
+        "relay_installed_shops", {}
+    )
+    cached = cache.get(shop)
     now = time.monotonic()
     if cached is not None and cached[1] > now:
         return cached[0]
     with runtime.db.session() as session:
         row = find_shop(session, shop)
         installed = row is not None and row.installed
-    _installed_cache[shop] = (installed, now + SHOP_CACHE_SECONDS)
+    cache[shop] = (installed, now + SHOP_CACHE_SECONDS)
     return installed
 
 

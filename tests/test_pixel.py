@@ -1,0 +1,283 @@
+"""Beacons from Relay's Web Pixel: intake, visitor profiles, and their limits.
+
+The envelopes are built from the Shopify pixel fixtures the way the pixel's
+`buildEnvelope` (extensions/relay-pixel/src/relay.js) builds them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from relay import keys, visitors
+from relay.shops import ensure_shop
+from tests.conftest import SHOP, fixture_bytes, post_fixture, work
+from tests.test_privacy import everything, mentions
+
+EPIK = "dj0yJnU9RkFLRV9FUElLX0ZPUl9URVNUUyZwPTEmbj1leGFtcGxlJnQ9QUFBQUFBQUFBQUFB"
+CLIENT = "5b0c7d3e-2f41-4a86-9c1e-7d2f3a4b5c6d"
+CART = "Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx"
+CHECKOUT = "7c1f2e3d4b5a69788796a5b4c3d2e1f0"
+ORDER = "6123456789012"
+VISITOR_IP = "203.0.113.42"
+CONSENTED = {
+    "analytics": True,
+    "marketing": True,
+    "preferences": False,
+    "sale_of_data": True,
+}
+
+
+def envelope(name: str, **changes: Any) -> dict[str, Any]:
+    event = json.loads(fixture_bytes(name))
+    document = event["context"]["document"]
+    built = {
+        "v": 1,
+        "shop": SHOP,
+        "sent_at": "2026-07-14T14:21:35.012Z",
+        "consent": CONSENTED,
+        "click_id": {"epik": EPIK, "source": "cookie"},
+        "cart_token": CART,
+        "event": {
+            "id": event["id"],
+            "name": event["name"],
+            "client_id": event["clientId"],
+            "timestamp": event["timestamp"],
+            "seq": event["seq"],
+            "url": document["location"]["href"],
+            "referrer": document["referrer"],
+            "user_agent": event["context"]["navigator"]["userAgent"],
+            "data": event["data"],
+        },
+    }
+    built.update(changes)
+    return built
+
+
+def post_beacon(client, body: Any, ip: str = VISITOR_IP):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(
+        "/pixel",
+        data=data,
+        content_type="text/plain",
+        headers={"Origin": "https://www.example-shop.com"},
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+@pytest.fixture
+def shop(runtime):
+    with runtime.db.session() as session:
+        ensure_shop(session, SHOP, runtime.clock.now())
+    return SHOP
+
+
+def test_checkout_beacon_builds_the_visitor_s_profile_and_links(client, runtime, shop):
+    response = post_beacon(client, envelope("pixel_checkout_completed.json"))
+
+    assert (response.status_code, response.data) == (204, b"")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    work(runtime)
+
+    user_agent = json.loads(fixture_bytes("pixel_checkout_completed.json"))["context"][
+        "navigator"
+    ]["userAgent"]
+    assert visitors.profile(runtime.redis, SHOP, CLIENT) == {
+        "last_event": "checkout_completed",
+        "last_seen": "2026-07-14T14:21:34.907000+00:00",
+        "ip": VISITOR_IP,
+        "user_agent": user_agent,
+        "consent_marketing": "1",
+        "consent_sale_of_data": "1",
+        "click_id": EPIK,
+        "click_id_at": "2026-07-14T14:21:34.907000+00:00",
+    }
+    for kind, value in (("cart", CART), ("checkout", CHECKOUT), ("order", ORDER)):
+        assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
+    # The beacon itself is gone once folded in.
+    assert runtime.redis.keys(keys.beacon(SHOP, "*")) == []
+    ttl = runtime.redis.ttl(keys.visitor(SHOP, CLIENT))
+    assert 29 * 86400 < ttl <= 30 * 86400
+
+
+def test_an_order_named_by_its_graphql_id_links_the_same_order(client, runtime, shop):
+    beacon = envelope("pixel_checkout_completed.json")
+    beacon["event"]["data"]["checkout"]["order"]["id"] = (
+        f"gid://shopify/OrderIdentity/{ORDER}"
+    )
+    post_beacon(client, beacon)
+    work(runtime)
+
+    assert visitors.client_for(runtime.redis, SHOP, "order", ORDER) == CLIENT
+
+
+def test_preflight_is_answered_for_any_origin(client):
+    response = client.options("/pixel", headers={"Origin": "https://shop.example"})
+
+    assert response.status_code == 204
+    assert {
+        name: response.headers[name]
+        for name in (
+            "Access-Control-Allow-Origin",
+            "Access-Control-Allow-Methods",
+            "Access-Control-Allow-Headers",
+        )
+    } == {
+        "Access-Control-Allow-Origin": "*",
+        "Access-Control-Allow-Methods": "POST",
+        "Access-Control-Allow-Headers": "Content-Type",
+    }
+
+
+def test_a_repeated_beacon_is_queued_once(client, runtime, shop):
+    beacon = envelope("pixel_page_viewed.json")
+
+    assert post_beacon(client, beacon).status_code == 204
+    assert post_beacon(client, beacon).status_code == 204
+
+    assert len(runtime.queue.get_job_ids()) == 1
+
+
+def _bad(change) -> dict[str, Any]:
+    beacon = envelope("pixel_page_viewed.json")
+    change(beacon)
+    return beacon
+
+
+BAD_BEACONS = {
+    "not JSON": (b"{not json", 400, "body is not valid JSON"),
+    "an array": (b"[1, 2]", 400, "envelope: does not match the beacon schema (type)"),
+    "missing client id": (
+        _bad(lambda b: b["event"].pop("client_id")),
+        400,
+        "event: does not match the beacon schema (required)",
+    ),
+    "seq as text": (
+        _bad(lambda b: b["event"].update(seq="1")),
+        400,
+        "event/seq: does not match the beacon schema (type)",
+    ),
+    "unknown event": (
+        _bad(lambda b: b["event"].update(name="admin_login")),
+        400,
+        "event/name: does not match the beacon schema (enum)",
+    ),
+    "client id with a key separator": (
+        _bad(lambda b: b["event"].update(client_id="a b*")),
+        400,
+        "event/client_id: does not match the beacon schema (pattern)",
+    ),
+    "not a timestamp": (
+        _bad(lambda b: b["event"].update(timestamp="yesterday")),
+        400,
+        "event/timestamp: does not match the beacon schema (pattern)",
+    ),
+    "another version": (
+        _bad(lambda b: b.update(v=2)),
+        400,
+        "v: does not match the beacon schema (const)",
+    ),
+    "unknown shop": (
+        _bad(lambda b: b.update(shop="stranger.myshopify.com")),
+        404,
+        "this shop does not use Relay",
+    ),
+    "too large": (
+        _bad(lambda b: b["event"]["data"].update(padding="x" * 70_000)),
+        413,
+        "beacon is larger than any pixel event",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "body, status, reason", BAD_BEACONS.values(), ids=list(BAD_BEACONS)
+)
+def test_bad_beacon_gets_a_clear_4xx_and_changes_nothing(
+    client, runtime, shop, body, status, reason
+):
+    response = post_beacon(client, body)
+
+    assert (response.status_code, response.json) == (status, {"error": reason})
+    assert runtime.queue.get_job_ids() == []
+    assert runtime.redis.keys("relay:*") == []
+
+
+def test_a_shop_that_uninstalled_takes_no_beacons(client, runtime, shop):
+    post_fixture(client, "app_uninstalled.json")
+    work(runtime)
+    response = post_beacon(client, envelope("pixel_page_viewed.json"))
+
+    assert (response.status_code, response.json) == (
+        404,
+        {"error": "this shop does not use Relay"},
+    )
+
+
+def test_a_beacon_cannot_take_over_another_visitor_s_order(client, runtime, shop):
+    post_beacon(client, envelope("pixel_checkout_completed.json"))
+    work(runtime)
+
+    hostile = envelope("pixel_checkout_completed.json")
+    hostile["event"].update(id="sh-hostile-1", client_id="attacker-client")
+    hostile["click_id"] = {"epik": "attacker-click", "source": "url"}
+    post_beacon(client, hostile, ip="198.51.100.66")
+    work(runtime)
+
+    for kind, value in (("cart", CART), ("checkout", CHECKOUT), ("order", ORDER)):
+        assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
+    victim = visitors.profile(runtime.redis, SHOP, CLIENT)
+    assert (victim["click_id"], victim["ip"]) == (EPIK, VISITOR_IP)
+
+
+def test_an_older_beacon_arriving_late_does_not_overwrite_newer_data(
+    client, runtime, shop
+):
+    newer = envelope("pixel_checkout_completed.json")
+    older = envelope("pixel_page_viewed.json")
+    older["click_id"] = {"epik": "older-click", "source": "url"}
+    post_beacon(client, newer)
+    work(runtime)
+    post_beacon(client, older, ip="198.51.100.7")
+    work(runtime)
+
+    profile = visitors.profile(runtime.redis, SHOP, CLIENT)
+    assert (profile["click_id"], profile["ip"], profile["last_event"]) == (
+        EPIK,
+        VISITOR_IP,
+        "checkout_completed",
+    )
+
+
+def test_customer_redact_deletes_the_visitor_linked_to_their_order(
+    client, runtime, shop
+):
+    post_beacon(client, envelope("pixel_checkout_completed.json"))
+    other = envelope(
+        "pixel_page_viewed.json",
+        cart_token="othercart",
+        click_id={"epik": "another-click", "source": "url"},
+    )
+    other["event"].update(id="sh-other-1", client_id="someone-else")
+    post_beacon(client, other, ip="198.51.100.7")
+    work(runtime)
+
+    post_fixture(client, "customers_redact.json")
+    work(runtime)
+
+    assert mentions(everything(runtime), [CLIENT, VISITOR_IP, EPIK, CART]) == []
+    assert visitors.profile(runtime.redis, SHOP, "someone-else")["ip"] == (
+        "198.51.100.7"
+    )
+
+
+def test_shop_redact_deletes_every_visitor_of_the_shop(client, runtime, shop):
+    post_beacon(client, envelope("pixel_checkout_completed.json"))
+    work(runtime)
+
+    post_fixture(client, "shop_redact.json")
+    work(runtime)
+
+    assert mentions(everything(runtime), [SHOP, CLIENT, VISITOR_IP]) == []
