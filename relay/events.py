@@ -70,6 +70,10 @@ class Person:
     user_agent: str | None = None
     click_ids: dict[str, str] = field(default_factory=dict)  # {"epik": "..."}
     client_id: str | None = None  # the Web Pixel's visitor id
+    # The cart and checkout the action came through, which tie it to the
+    # pixel's visitor (relay.visitors).
+    cart_token: str | None = None
+    checkout_token: str | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay import keys, privacy
+from relay import keys, privacy, visitors
 from relay.errors import BadInput
 from relay.events import Event
 from relay.models import Delivery, EventRecord, Shop
@@ -123,7 +123,7 @@ def _event(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[int]:
     event = normalize.event_for_topic(shop.domain, topic, payload)
-    return _record(runtime, session, shop, event)
+    return _record(runtime, session, shop, visitors.resolve(runtime, event))
 
 
 def _cart(

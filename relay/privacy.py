@@ -318,10 +318,18 @@ def redact_customer(
 def _visitors_of(
     runtime: Runtime, domain: str, customer: Customer, events: list[EventRecord]
 ) -> set[str]:
-    """The pixel visitors linked to the customer's orders and checkouts."""
+    """The pixel visitors linked to the customer, their orders or checkouts."""
     orders = customer.order_ids | {e.order_id for e in events if e.order_id}
     checkouts = {e.event_id for e in events if e.name == "begin_checkout"}
     wanted = [("order", o) for o in orders] + [("checkout", c) for c in checkouts]
+    wanted += [
+        (kind, value)
+        for kind, value in (
+            ("customer", customer.customer_id),
+            ("email", customer.email_digest),
+        )
+        if value
+    ]
     found = {
         visitors.client_for(runtime.redis, domain, kind, value)
         for kind, value in wanted

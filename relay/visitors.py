@@ -3,8 +3,9 @@
 Per shop and pixel client id, a Redis hash keeps what later conversions need
 and only the pixel sees: the latest Pinterest click id with when it was
 seen, the IP address and user agent, and the visitor's consent. Link keys
-map a cart token, checkout token or order id to the client id, so a webhook
-about that cart, checkout or order finds the visitor.
+map a cart token, checkout token or order id (from beacons and webhooks) and
+a customer id or email digest (from webhooks) to the client id, so a webhook
+about that cart, checkout or order finds the visitor (`resolve`).
 
 Beacons are unauthenticated, so a beacon only ever writes its own client
 id's profile, and a link is only created, never moved: the first client id
@@ -14,6 +15,7 @@ RELAY_VISITOR_PROFILE_DAYS; `relay.privacy` deletes profiles on request.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -22,14 +24,13 @@ from typing import Any
 
 import redis
 
-from relay import keys
+from relay import keys, matchkeys
+from relay.events import Event
 from relay.runtime import Runtime
 from relay.shopify.normalize import shopify_id
 from relay.shops import find_shop
 
 log = logging.getLogger(__name__)
-
-LINK_KINDS = ("cart", "checkout", "order")
 
 
 def process_beacon(runtime: Runtime, shop: str, event_id: str) -> None:
@@ -154,6 +155,62 @@ def links(envelope: dict[str, Any]) -> list[tuple[str, str]]:
         if order_id:
             found.append(("order", order_id))
     return found
+
+
+def resolve(runtime: Runtime, event: Event) -> Event:
+    """`event` with what the pixel knew of its visitor, and the visitor linked.
+
+    The visitor is found through the event's order, checkout or cart; the
+    event then gets the visitor's click id, IP and user agent where it has
+    none of its own, and its order, checkout, customer and email are linked
+    to the visitor for the events that follow.
+    """
+    person = event.person
+    order_id = event.commerce.order_id
+    candidates = [
+        ("order", order_id),
+        ("checkout", person.checkout_token),
+        ("cart", person.cart_token),
+    ]
+    client_id = person.client_id or next(
+        (
+            found
+            for kind, value in candidates
+            if value and (found := client_for(runtime.redis, event.shop, kind, value))
+        ),
+        None,
+    )
+    if client_id is None:
+        return event
+
+    seconds = runtime.config.visitor_profile_days * 24 * 3600
+    email = matchkeys.email(person.email)
+    for kind, value in [
+        *candidates,
+        ("customer", person.customer_id),
+        ("email", matchkeys.sha256(email) if email else None),
+    ]:
+        if value:
+            link(runtime.redis, event.shop, client_id, kind, value, seconds)
+
+    known = profile(runtime.redis, event.shop, client_id)
+    click_ids = dict(person.click_ids)
+    if "epik" not in click_ids and known.get("click_id"):
+        click_ids["epik"] = known["click_id"]
+    enriched = dataclasses.replace(
+        person,
+        client_id=client_id,
+        ip=person.ip or known.get("ip") or None,
+        user_agent=person.user_agent or known.get("user_agent") or None,
+        click_ids=click_ids,
+    )
+    log.info(
+        "%s %s for %s: visitor found, enriched from the pixel's profile",
+        event.name,
+        event.event_id,
+        event.shop,
+    )
+    return dataclasses.replace(event, person=enriched)
 
 
 def profile(connection: redis.Redis, shop: str, client_id: str) -> dict[str, str]:

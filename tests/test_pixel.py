@@ -6,6 +6,7 @@ The envelopes are built from the Shopify pixel fixtures the way the pixel's
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -13,7 +14,14 @@ import pytest
 
 from relay import keys, visitors
 from relay.shops import ensure_shop
-from tests.conftest import SHOP, fixture_bytes, post_fixture, work
+from tests.conftest import (
+    SHOP,
+    connect_pinterest,
+    fixture_bytes,
+    post_fixture,
+    post_signed,
+    work,
+)
 from tests.test_privacy import everything, mentions
 
 EPIK = "dj0yJnU9RkFLRV9FUElLX0ZPUl9URVNUUyZwPTEmbj1leGFtcGxlJnQ9QUFBQUFBQUFBQUFB"
@@ -281,3 +289,84 @@ def test_shop_redact_deletes_every_visitor_of_the_shop(client, runtime, shop):
     work(runtime)
 
     assert mentions(everything(runtime), [SHOP, CLIENT, VISITOR_IP]) == []
+
+
+# Webhooks meet the pixel's profiles
+
+
+def order_without_browser_data() -> dict[str, Any]:
+    """The scenario's order as a server without the browser would see it."""
+    order = json.loads(fixture_bytes("orders_create.json"))
+    order["landing_site"] = "/products/linen-apron?utm_source=pinterest"
+    order["browser_ip"] = None
+    order["client_details"] = {}
+    return order
+
+
+def test_order_without_click_id_gets_the_pixel_s_click_id_ip_and_user_agent(
+    client, runtime, pinterest, shop
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    page = envelope("pixel_page_viewed.json", click_id={"epik": EPIK, "source": "url"})
+    post_beacon(client, page)  # linked to the visitor through its cart token
+    work(runtime)
+
+    post_signed(client, order_without_browser_data(), "order-no-browser")
+    work(runtime)
+
+    (event,) = pinterest.events
+    user_data = event["user_data"]
+    assert (
+        user_data["click_id"],
+        user_data["client_ip_address"],
+        user_data["client_user_agent"],
+    ) == (EPIK, VISITOR_IP, page["event"]["user_agent"])
+    assert event["event_id"] == ORDER
+
+
+def test_the_order_s_own_browser_data_wins_over_the_profile(
+    client, runtime, pinterest, shop
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    page = envelope(
+        "pixel_page_viewed.json", click_id={"epik": "older", "source": "url"}
+    )
+    post_beacon(client, page, ip="198.51.100.7")
+    work(runtime)
+
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert (
+        event["user_data"]["click_id"],
+        event["user_data"]["client_ip_address"],
+    ) == (EPIK, VISITOR_IP)
+
+
+def test_an_order_links_its_customer_and_email_to_the_visitor(client, runtime, shop):
+    post_beacon(client, envelope("pixel_page_viewed.json"))
+    work(runtime)
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    email = hashlib.sha256(b"jane@example.com").hexdigest()
+    for kind, value in (
+        ("order", ORDER),
+        ("checkout", CHECKOUT),
+        ("customer", "7712345678901"),
+        ("email", email),
+    ):
+        assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
+
+
+def test_an_order_with_no_visitor_is_sent_as_it_came(client, runtime, pinterest, shop):
+    connect_pinterest(runtime, pinterest, SHOP)
+
+    post_signed(client, order_without_browser_data(), "order-alone")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert not {"click_id", "client_ip_address", "client_user_agent"} & set(
+        event["user_data"]
+    )

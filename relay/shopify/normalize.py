@@ -7,6 +7,7 @@ the few that an event cannot exist without (an id, a time): those raise
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -94,7 +95,8 @@ def checkout_to_begin_checkout(shop: str, checkout: Payload, topic: str) -> Even
         event_id=token,
         occurred_at=occurred_at,
         action_source=_action_source(checkout),
-        person=_person(checkout),
+        # A checkout payload is the checkout: its own token is the one.
+        person=dataclasses.replace(_person(checkout), checkout_token=token),
         commerce=Commerce(
             currency=currency,
             value=value,
@@ -276,6 +278,8 @@ def _person(payload: Payload) -> Person:
         ip=_first_text(payload.get("browser_ip"), client.get("browser_ip")),
         user_agent=clean_text(client.get("user_agent")),
         click_ids=_click_ids(payload.get("landing_site")),
+        cart_token=_token(payload.get("cart_token")),
+        checkout_token=_token(payload.get("checkout_token")),
     )
 
 
