@@ -3,8 +3,8 @@
 Per shop and pixel client id, a Redis hash keeps what later conversions need
 and only the pixel sees: the latest Pinterest click id with when it was
 seen, the IP address and user agent, and the visitor's consent. Link keys
-map a cart token, checkout token or order id (from beacons and webhooks) and
-a customer id or email digest (from webhooks) to the client id, so a webhook
+map a cart or checkout token (from beacons and webhooks) and an order id,
+customer id or email digest (from webhooks only) to the client id, so a webhook
 about that cart, checkout or order finds the visitor (`resolve`).
 
 Beacons are unauthenticated, so a beacon only ever writes its own client
@@ -27,7 +27,6 @@ import redis
 from relay import keys, matchkeys
 from relay.events import Event
 from relay.runtime import Runtime
-from relay.shopify.normalize import shopify_id
 from relay.shops import find_shop
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,13 @@ def link(
 
 
 def links(envelope: dict[str, Any]) -> list[tuple[str, str]]:
-    """The cart, checkout and order the beacon ties its visitor to."""
+    """The cart and checkout the beacon ties its visitor to.
+
+    Only unguessable tokens: an order id in a beacon is not linked, because
+    order ids are sequential and a stranger could claim the next one and
+    have their click id sent with someone else's purchase. The order's own
+    webhook links it, through its checkout or cart token.
+    """
     found: list[tuple[str, str]] = []
     if envelope.get("cart_token"):
         found.append(("cart", envelope["cart_token"]))
@@ -150,10 +155,6 @@ def links(envelope: dict[str, Any]) -> list[tuple[str, str]]:
         token = checkout.get("token")
         if isinstance(token, str) and token.isalnum() and len(token) <= 64:
             found.append(("checkout", token))
-        order = checkout.get("order")
-        order_id = shopify_id(order.get("id")) if isinstance(order, dict) else None
-        if order_id:
-            found.append(("order", order_id))
     return found
 
 

@@ -102,22 +102,41 @@ def test_checkout_beacon_builds_the_visitor_s_profile_and_links(client, runtime,
         "click_id": EPIK,
         "click_id_at": "2026-07-14T14:21:34.907000+00:00",
     }
-    for kind, value in (("cart", CART), ("checkout", CHECKOUT), ("order", ORDER)):
+    for kind, value in (("cart", CART), ("checkout", CHECKOUT)):
         assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
+    # Order ids are guessable: only the order's own webhook links one.
+    assert visitors.client_for(runtime.redis, SHOP, "order", ORDER) is None
     # The beacon itself is gone once folded in.
     assert runtime.redis.keys(keys.beacon(SHOP, "*")) == []
     ttl = runtime.redis.ttl(keys.visitor(SHOP, CLIENT))
     assert 29 * 86400 < ttl <= 30 * 86400
 
 
-def test_an_order_named_by_its_graphql_id_links_the_same_order(client, runtime, shop):
-    beacon = envelope("pixel_checkout_completed.json")
-    beacon["event"]["data"]["checkout"]["order"]["id"] = (
-        f"gid://shopify/OrderIdentity/{ORDER}"
+def test_a_beacon_naming_someone_else_s_order_cannot_attach_its_click_id(
+    client, runtime, pinterest, shop
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    # The victim's visit, linked through their cart.
+    post_beacon(client, envelope("pixel_page_viewed.json"))
+    # A stranger claims the victim's (sequential, guessable) order id.
+    hostile = envelope(
+        "pixel_checkout_completed.json",
+        cart_token="attackercart",
+        click_id={"epik": "attacker-click", "source": "url"},
     )
-    post_beacon(client, beacon)
+    hostile["event"].update(id="sh-hostile-2", client_id="attacker-client")
+    hostile["event"]["data"]["checkout"]["token"] = "attackercheckout"
+    post_beacon(client, hostile, ip="198.51.100.66")
     work(runtime)
 
+    post_signed(client, order_without_browser_data(), "victim-order")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert (
+        event["user_data"]["click_id"],
+        event["user_data"]["client_ip_address"],
+    ) == (EPIK, VISITOR_IP)
     assert visitors.client_for(runtime.redis, SHOP, "order", ORDER) == CLIENT
 
 
@@ -234,7 +253,7 @@ def test_a_beacon_cannot_take_over_another_visitor_s_order(client, runtime, shop
     post_beacon(client, hostile, ip="198.51.100.66")
     work(runtime)
 
-    for kind, value in (("cart", CART), ("checkout", CHECKOUT), ("order", ORDER)):
+    for kind, value in (("cart", CART), ("checkout", CHECKOUT)):
         assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
     victim = visitors.profile(runtime.redis, SHOP, CLIENT)
     assert (victim["click_id"], victim["ip"]) == (EPIK, VISITOR_IP)
@@ -270,6 +289,7 @@ def test_customer_redact_deletes_the_visitor_linked_to_their_order(
     )
     other["event"].update(id="sh-other-1", client_id="someone-else")
     post_beacon(client, other, ip="198.51.100.7")
+    post_fixture(client, "orders_create.json")  # links the order to the visitor
     work(runtime)
 
     post_fixture(client, "customers_redact.json")
