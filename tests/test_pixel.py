@@ -64,6 +64,15 @@ def envelope(name: str, **changes: Any) -> dict[str, Any]:
     return built
 
 
+def another_visitor(
+    name: str, client_id: str, event_id: str, epik: str, **changes: Any
+) -> dict[str, Any]:
+    """A fixture's beacon as sent by another visitor, with their click id."""
+    beacon = envelope(name, click_id={"epik": epik, "source": "url"}, **changes)
+    beacon["event"].update(id=event_id, client_id=client_id)
+    return beacon
+
+
 def post_beacon(client, body: Any, ip: str = VISITOR_IP):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return client.post(
@@ -119,12 +128,13 @@ def test_a_beacon_naming_someone_else_s_order_cannot_attach_its_click_id(
     # The victim's visit, linked through their cart.
     post_beacon(client, envelope("pixel_page_viewed.json"))
     # A stranger claims the victim's (sequential, guessable) order id.
-    hostile = envelope(
+    hostile = another_visitor(
         "pixel_checkout_completed.json",
+        "attacker-client",
+        "sh-hostile-2",
+        "attacker-click",
         cart_token="attackercart",
-        click_id={"epik": "attacker-click", "source": "url"},
     )
-    hostile["event"].update(id="sh-hostile-2", client_id="attacker-client")
     hostile["event"]["data"]["checkout"]["token"] = "attackercheckout"
     post_beacon(client, hostile, ip="198.51.100.66")
     work(runtime)
@@ -247,9 +257,12 @@ def test_a_beacon_cannot_take_over_another_visitor_s_order(client, runtime, shop
     post_beacon(client, envelope("pixel_checkout_completed.json"))
     work(runtime)
 
-    hostile = envelope("pixel_checkout_completed.json")
-    hostile["event"].update(id="sh-hostile-1", client_id="attacker-client")
-    hostile["click_id"] = {"epik": "attacker-click", "source": "url"}
+    hostile = another_visitor(
+        "pixel_checkout_completed.json",
+        "attacker-client",
+        "sh-hostile-1",
+        "attacker-click",
+    )
     post_beacon(client, hostile, ip="198.51.100.66")
     work(runtime)
 
@@ -282,12 +295,13 @@ def test_customer_redact_deletes_the_visitor_linked_to_their_order(
     client, runtime, shop
 ):
     post_beacon(client, envelope("pixel_checkout_completed.json"))
-    other = envelope(
+    other = another_visitor(
         "pixel_page_viewed.json",
+        "someone-else",
+        "sh-other-1",
+        "another-click",
         cart_token="othercart",
-        click_id={"epik": "another-click", "source": "url"},
     )
-    other["event"].update(id="sh-other-1", client_id="someone-else")
     post_beacon(client, other, ip="198.51.100.7")
     post_fixture(client, "orders_create.json")  # links the order to the visitor
     work(runtime)
