@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -26,7 +27,9 @@ log = logging.getLogger(__name__)
 
 PROCESS_BEACON = "relay.jobs.process_beacon"
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"}
+# Patterns end in \Z, not $, which would let a trailing newline through
+# (Python's `re`, which jsonschema uses, reads them).
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}\\Z"}
 _SHORT_TEXT = {"type": ["string", "null"], "maxLength": 2048}
 _FLAG = {"type": ["boolean", "null"]}
 EVENT_NAMES = [
@@ -48,7 +51,7 @@ ENVELOPE: dict[str, Any] = {
         "v": {"const": 1},
         "shop": {
             "type": "string",
-            "pattern": "^[a-z0-9][a-z0-9-]{0,61}\\.myshopify\\.com$",
+            "pattern": "^[a-z0-9][a-z0-9-]{0,61}\\.myshopify\\.com\\Z",
         },
         "sent_at": _SHORT_TEXT,
         "consent": {
@@ -70,7 +73,11 @@ ENVELOPE: dict[str, Any] = {
             },
             "additionalProperties": False,
         },
-        "cart_token": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+        # As the cart webhooks' tokens are; none of these is a glob character.
+        "cart_token": {
+            "type": ["string", "null"],
+            "pattern": "^[A-Za-z0-9_=+/.-]{1,255}\\Z",
+        },
         "event": {
             "type": "object",
             "required": ["id", "name", "client_id", "timestamp"],
@@ -80,8 +87,9 @@ ENVELOPE: dict[str, Any] = {
                 "client_id": _ID,
                 "timestamp": {
                     "type": "string",
-                    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
-                    "(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$",
+                    "pattern": "^20[0-9]{2}-[0-9]{2}-[0-9]{2}"
+                    "T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?"
+                    "(Z|[+-][0-9]{2}:[0-9]{2})\\Z",
                 },
                 "seq": {"type": ["integer", "null"]},
                 "url": _SHORT_TEXT,
@@ -93,6 +101,26 @@ ENVELOPE: dict[str, Any] = {
     },
 }
 _VALIDATOR = Draft202012Validator(ENVELOPE)
+
+
+# Shopify's standard events nest about ten levels deep.
+MAX_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 @dataclass(frozen=True)
@@ -110,6 +138,10 @@ def read_beacon(body: bytes) -> Beacon:
     except (ValueError, RecursionError):
         raise BadInput("body is not valid JSON") from None
 
+    if _depth(envelope) > MAX_DEPTH:
+        # Checked without recursion; every later step (the schema, storing,
+        # the job's parsing) recurses and would fail near Python's limit.
+        raise BadInput("envelope is nested too deeply")
     error = next(iter(_VALIDATOR.iter_errors(envelope)), None)
     if error is not None:
         where = "/".join(str(part) for part in error.absolute_path) or "envelope"
@@ -117,20 +149,37 @@ def read_beacon(body: bytes) -> Beacon:
         # a stranger sent; the reason names the field and the rule only.
         raise BadInput(f"{where}: does not match the beacon schema ({error.validator})")
 
+    try:
+        # Stored and read back by a job as UTF-8: a lone surrogate from a
+        # \ud800 escape stops here.
+        json.dumps(envelope, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput("envelope holds text that is not valid Unicode") from None
+
     event = envelope["event"]
     return Beacon(envelope["shop"], event["id"], event["client_id"], envelope)
 
 
 def accept_beacon(
-    queue: Queue, config: Config, beacon: Beacon, client_ip: str | None
+    queue: Queue,
+    config: Config,
+    beacon: Beacon,
+    client_ip: str | None,
+    received_at: datetime,
 ) -> bool:
     """Keep the beacon briefly and queue its job; False for a repeat.
 
     Raises redis.RedisError when Redis cannot be reached.
     """
     connection: redis.Redis = queue.connection
-    stored = json.dumps({"envelope": beacon.envelope, "ip": client_ip})
-    key = keys.beacon(beacon.shop, beacon.event_id)
+    stored = json.dumps(
+        {
+            "envelope": beacon.envelope,
+            "ip": client_ip,
+            "received_at": received_at.isoformat(),
+        }
+    )
+    key = keys.beacon(beacon.shop, beacon.client_id, beacon.event_id)
     with connection.pipeline() as pipe:
         try:
             pipe.watch(key)
@@ -140,10 +189,11 @@ def accept_beacon(
             pipe.set(key, stored, ex=config.inbox_seconds)
             queue.enqueue_call(
                 PROCESS_BEACON,
-                args=(beacon.shop, beacon.event_id),
+                args=(beacon.shop, beacon.client_id, beacon.event_id),
                 description="process pixel beacon",
                 timeout=config.job_timeout_seconds,
-                result_ttl=config.job_result_seconds,
+                # Thousands a minute, each naming a visitor: none is kept done.
+                result_ttl=0,
                 failure_ttl=config.job_failure_seconds,
                 retry=Retry(max=3, interval=[10, 60, 300]),
                 pipeline=pipe,

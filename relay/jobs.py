@@ -21,9 +21,9 @@ def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
     pipeline.process_webhook(runtime.current(), shop, topic, webhook_id)
 
 
-def process_beacon(shop: str, event_id: str) -> None:
+def process_beacon(shop: str, client_id: str, event_id: str) -> None:
     """Fold a stored pixel beacon into its visitor's profile."""
-    visitors.process_beacon(runtime.current(), shop, event_id)
+    visitors.process_beacon(runtime.current(), shop, client_id, event_id)
 
 
 def set_up_shop(domain: str) -> None:

@@ -35,9 +35,13 @@ def delivery_job(delivery_id: int) -> str:
     return f"deliver-{delivery_id}"
 
 
-def beacon(shop: str, event_id: str) -> str:
-    """A pixel beacon waiting for its job; deleted once processed."""
-    return f"{PREFIX}:beacon:{shop}:{event_id}"
+def beacon(shop: str, client_id: str, event_id: str) -> str:
+    """A pixel beacon waiting for its job; deleted once processed.
+
+    Keyed by client id too: a stranger who guessed an event id must not be
+    able to have the visitor's own beacon dropped as a repeat.
+    """
+    return f"{PREFIX}:beacon:{shop}:{client_id}:{event_id}"
 
 
 def visitor(shop: str, client_id: str) -> str:

@@ -288,6 +288,7 @@ def redact_customer(
         return {}
 
     inbox_keys = _matching_inbox_keys(runtime, domain, customer, request_key)
+    beacon_keys = _matching_beacon_keys(runtime, domain, customer)
     with runtime.db.session() as session:
         shop = find_shop(session, domain)
         events = _customer_events(session, shop, customer) if shop else []
@@ -303,13 +304,14 @@ def redact_customer(
         )
 
     event_keys = [keys.event(pk) for pk in event_pks]
-    _delete_keys(runtime.redis, [*inbox_keys, *event_keys])
+    _delete_keys(runtime.redis, [*inbox_keys, *beacon_keys, *event_keys])
     for client_id in visitors_found:
         visitors.forget(runtime.redis, domain, client_id)
     return {
         "events": len(event_pks),
         "deliveries": deliveries,
         "webhook_bodies": len(inbox_keys),
+        "pixel_beacons": len(beacon_keys),
         "privacy_reports": reports,
         "visitor_profiles": len(visitors_found),
     }
@@ -455,6 +457,34 @@ def _matching_inbox_keys(
     return found
 
 
+def _matching_beacon_keys(
+    runtime: Runtime, domain: str, customer: Customer
+) -> list[bytes]:
+    """The shop's pixel beacons still waiting whose checkout names them."""
+    found = []
+    for key in runtime.redis.scan_iter(
+        match=keys.beacon(_glob(domain), "*", "*"), count=500
+    ):
+        raw = runtime.redis.get(key)
+        if raw is None:
+            continue
+        try:
+            checkout = json.loads(raw)["envelope"]["event"]["data"]["checkout"]
+        except (ValueError, RecursionError, KeyError, TypeError):
+            continue
+        if not isinstance(checkout, dict):
+            continue
+        order = _object(checkout.get("order"))
+        named = {
+            "email": checkout.get("email"),
+            "phone": checkout.get("phone"),
+            "order_id": order.get("id"),
+        }
+        if customer.matches_body(named):
+            found.append(key)
+    return found
+
+
 # shop/redact
 
 
@@ -483,7 +513,7 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
         keys.inbox(escaped, "*"),
         keys.cart(escaped, "*"),
         keys.token_refresh(escaped),
-        keys.beacon(escaped, "*"),
+        keys.beacon(escaped, "*", "*"),
         keys.visitor(escaped, "*"),
         keys.visitor_link(escaped, "*", "*"),
         keys.visitor_links(escaped, "*"),

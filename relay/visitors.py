@@ -19,7 +19,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -31,10 +31,12 @@ from relay.shops import find_shop
 
 log = logging.getLogger(__name__)
 
+CLOCK_SKEW = timedelta(minutes=10)
 
-def process_beacon(runtime: Runtime, shop: str, event_id: str) -> None:
+
+def process_beacon(runtime: Runtime, shop: str, client_id: str, event_id: str) -> None:
     """Fold one stored beacon into its visitor's profile."""
-    beacon_key = keys.beacon(shop, event_id)
+    beacon_key = keys.beacon(shop, client_id, event_id)
     raw = runtime.redis.get(beacon_key)
     if raw is None:
         log.warning("beacon %s from %s: no longer stored", event_id, shop)
@@ -43,16 +45,28 @@ def process_beacon(runtime: Runtime, shop: str, event_id: str) -> None:
     with runtime.db.session() as session:
         shop_row = find_shop(session, shop)
         installed = shop_row is not None and shop_row.installed
-    if installed:
+    try:
         stored = json.loads(raw)
-        observe(runtime, shop, stored["envelope"], stored.get("ip"))
+    except (ValueError, RecursionError):
+        stored = None  # intake checked it; only a foreign writer gets here
+    if stored is None or not installed:
+        log.info(
+            "beacon %s from %s: dropped (shop not installed or unreadable)",
+            event_id,
+            shop,
+        )
     else:
-        log.info("beacon %s from %s: shop not installed, dropped", event_id, shop)
+        received_at = _time(stored.get("received_at"))
+        observe(runtime, shop, stored["envelope"], stored.get("ip"), received_at)
     runtime.redis.delete(beacon_key)
 
 
 def observe(
-    runtime: Runtime, shop: str, envelope: dict[str, Any], ip: str | None
+    runtime: Runtime,
+    shop: str,
+    envelope: dict[str, Any],
+    ip: str | None,
+    received_at: datetime | None,
 ) -> None:
     event = envelope["event"]
     client_id = event["client_id"]
@@ -60,6 +74,10 @@ def observe(
     seen_at = _time(event.get("timestamp"))
     if seen_at is None:
         return
+    # The browser's clock is the visitor's to set: a time ahead of Relay's
+    # would freeze the profile against every later beacon.
+    if received_at is not None and seen_at > received_at + CLOCK_SKEW:
+        seen_at = received_at
 
     fields: dict[str, str] = {"last_event": event["name"]}
     if _valid_ip(ip):
@@ -129,7 +147,8 @@ def link(
     created = connection.set(link_key, client_id, nx=True, ex=seconds)
     owner = client_id if created else _text(connection.get(link_key))
     if owner != client_id:
-        log.info("%s %s of %s already belongs to another visitor", kind, value, shop)
+        # Routine (a second device); the value itself may be personal data.
+        log.info("%s of %s already linked to another visitor", kind, shop)
         return False
     pipe = connection.pipeline()
     pipe.expire(link_key, seconds)
@@ -195,6 +214,21 @@ def resolve(runtime: Runtime, event: Event) -> Event:
             link(runtime.redis, event.shop, client_id, kind, value, seconds)
 
     known = profile(runtime.redis, event.shop, client_id)
+    if (
+        known.get("consent_marketing") == "0"
+        or known.get("consent_sale_of_data") == "0"
+    ):
+        # The visitor refused: what the browser told Relay is not used.
+        log.info(
+            "%s %s for %s: visitor refused marketing or sale of data, "
+            "browser data not used",
+            event.name,
+            event.event_id,
+            event.shop,
+        )
+        return dataclasses.replace(
+            event, person=dataclasses.replace(person, client_id=client_id)
+        )
     click_ids = dict(person.click_ids)
     if "epik" not in click_ids and known.get("click_id"):
         click_ids["epik"] = known["click_id"]

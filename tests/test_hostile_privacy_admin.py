@@ -32,6 +32,7 @@ NOTHING_FOUND = {
     "events": 0,
     "deliveries": 0,
     "webhook_bodies": 0,
+    "pixel_beacons": 0,
     "privacy_reports": 0,
     "visitor_profiles": 0,
 }

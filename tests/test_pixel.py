@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -116,7 +117,7 @@ def test_checkout_beacon_builds_the_visitor_s_profile_and_links(client, runtime,
     # Order ids are guessable: only the order's own webhook links one.
     assert visitors.client_for(runtime.redis, SHOP, "order", ORDER) is None
     # The beacon itself is gone once folded in.
-    assert runtime.redis.keys(keys.beacon(SHOP, "*")) == []
+    assert runtime.redis.keys(keys.beacon(SHOP, "*", "*")) == []
     ttl = runtime.redis.ttl(keys.visitor(SHOP, CLIENT))
     assert 29 * 86400 < ttl <= 30 * 86400
 
@@ -215,6 +216,28 @@ BAD_BEACONS = {
         _bad(lambda b: b.update(v=2)),
         400,
         "v: does not match the beacon schema (const)",
+    ),
+    "lone surrogate": (
+        json.dumps(envelope("pixel_page_viewed.json"))
+        .replace('"Mozilla', '"\\ud800Mozilla', 1)
+        .encode(),
+        400,
+        "envelope holds text that is not valid Unicode",
+    ),
+    "client id with a trailing newline": (
+        _bad(lambda b: b["event"].update(client_id="abc\n")),
+        400,
+        "event/client_id: does not match the beacon schema (pattern)",
+    ),
+    "year 1": (
+        _bad(lambda b: b["event"].update(timestamp="0001-01-01T00:00:00+01:00")),
+        400,
+        "event/timestamp: does not match the beacon schema (pattern)",
+    ),
+    "nested too deeply": (
+        _bad(lambda b: b["event"]["data"].update(x=json.loads("[" * 40 + "]" * 40))),
+        400,
+        "envelope is nested too deeply",
     ),
     "unknown shop": (
         _bad(lambda b: b.update(shop="stranger.myshopify.com")),
@@ -404,3 +427,85 @@ def test_an_order_with_no_visitor_is_sent_as_it_came(client, runtime, pinterest,
     assert not {"click_id", "client_ip_address", "client_user_agent"} & set(
         event["user_data"]
     )
+
+
+def test_a_browser_clock_far_ahead_cannot_freeze_a_profile(client, runtime, shop):
+    runtime.clock.set(datetime(2026, 7, 14, 14, 20, tzinfo=timezone.utc))
+    ahead = envelope("pixel_page_viewed.json")
+    ahead["event"]["timestamp"] = "2099-12-31T00:00:00Z"
+    post_beacon(client, ahead, ip="198.51.100.7")
+    work(runtime)
+    runtime.clock.advance(timedelta(minutes=2))
+    post_beacon(client, envelope("pixel_checkout_completed.json"))
+    work(runtime)
+
+    profile = visitors.profile(runtime.redis, SHOP, CLIENT)
+    assert (profile["ip"], profile["last_event"]) == (VISITOR_IP, "checkout_completed")
+
+
+def test_a_guessed_event_id_cannot_drop_the_visitor_s_own_beacon(client, runtime, shop):
+    mine = envelope("pixel_checkout_completed.json")
+    squatter = another_visitor(
+        "pixel_checkout_completed.json",
+        "squatter",
+        mine["event"]["id"],
+        "squatter-click",
+        cart_token="squattercart",
+    )
+    squatter["event"]["data"] = {}
+    post_beacon(client, squatter, ip="198.51.100.66")
+    post_beacon(client, mine)
+    work(runtime)
+
+    assert visitors.client_for(runtime.redis, SHOP, "checkout", CHECKOUT) == CLIENT
+
+
+def test_a_visitor_who_refused_is_not_used_to_enrich_their_order(
+    client, runtime, pinterest, shop
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    refused = envelope(
+        "pixel_page_viewed.json",
+        consent={**CONSENTED, "sale_of_data": False},
+    )
+    post_beacon(client, refused)
+    work(runtime)
+
+    post_signed(client, order_without_browser_data(), "order-refused")
+    work(runtime)
+
+    (event,) = pinterest.events
+    assert not {"click_id", "client_ip_address", "client_user_agent"} & set(
+        event["user_data"]
+    )
+
+
+def test_customer_redact_reaches_a_beacon_still_waiting(client, runtime, shop):
+    post_beacon(client, envelope("pixel_checkout_completed.json"))
+    runtime.queue.empty()  # its job is failing and waiting for a retry
+
+    post_fixture(client, "customers_redact.json")
+    work(runtime)
+
+    assert mentions(everything(runtime), [VISITOR_IP, EPIK, "jane@example.com"]) == []
+
+
+def test_a_second_device_is_logged_without_the_customer(
+    client, runtime, shop, process_log
+):
+    post_beacon(client, envelope("pixel_page_viewed.json"))
+    other = another_visitor(
+        "pixel_page_viewed.json", "second-device", "sh-2nd", "x", cart_token="cart2"
+    )
+    post_beacon(client, other)
+    work(runtime)
+    order = json.loads(fixture_bytes("orders_create.json"))
+    post_signed(client, order, "first")
+    order2 = dict(order, id=6123456789099, cart_token="cart2", checkout_token=None)
+    post_signed(client, order2, "second")
+    work(runtime)
+
+    log = process_log()
+    assert f"customer of {SHOP} already linked to another visitor" in log
+    assert "7712345678901" not in log
+    assert hashlib.sha256(b"jane@example.com").hexdigest() not in log

@@ -228,6 +228,7 @@ def test_customer_redact_is_recorded_without_the_customer(client, story):
             "events": 1,
             "deliveries": 1,
             "webhook_bodies": 0,
+            "pixel_beacons": 0,
             "privacy_reports": 0,
             "visitor_profiles": 0,
         }

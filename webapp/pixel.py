@@ -62,7 +62,13 @@ def receive() -> Response:
         return _answer(404, "this shop does not use Relay")
 
     try:
-        accept_beacon(runtime.queue, runtime.config, beacon, request.remote_addr)
+        accept_beacon(
+            runtime.queue,
+            runtime.config,
+            beacon,
+            request.remote_addr,
+            runtime.clock.now(),
+        )
     except redis.RedisError as error:
         log.error(
             "beacon from %s: Redis unreachable (%s)", beacon.shop, type(error).__name__

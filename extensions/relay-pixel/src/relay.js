@@ -24,19 +24,23 @@ const CLICK_COOKIE = '_epik';
 // Pinterest's own tag keeps its click id for a year.
 const CLICK_COOKIE_SECONDS = 365 * 24 * 3600;
 const MAX_CLICK_ID_LENGTH = 512;
+// Relay's intake refuses longer page URLs; a cut one still names the page.
+const MAX_URL_LENGTH = 2048;
 
-export function startRelayPixel({analytics, browser, init, settings, fetch}) {
+export function startRelayPixel({analytics, browser, init, settings, fetch} = {}) {
   const endpoint = settings && settings.relayUrl;
   const shop = settings && settings.shopDomain;
   if (!endpoint || !shop) return; // not set up for this shop yet
 
   // Shopify loads the pixel only with marketing consent; what else the
   // visitor allowed, and any later change, is passed on for Relay to honour.
-  let consent = readConsent(init?.customerPrivacy);
+  let consent = guard(() => readConsent(init?.customerPrivacy)) || readConsent(null);
   guard(() =>
-    analytics.subscribe('visitorConsentCollected', (event) => {
-      consent = readConsent(event?.customerPrivacy);
-    }),
+    settle(
+      analytics.subscribe('visitorConsentCollected', (event) => {
+        consent = guard(() => readConsent(event?.customerPrivacy)) || consent;
+      }),
+    ),
   );
 
   // One lookup per page: the cookie cannot change under the pixel's feet
@@ -45,17 +49,21 @@ export function startRelayPixel({analytics, browser, init, settings, fetch}) {
 
   for (const name of SUBSCRIBED_EVENTS) {
     guard(() =>
-      analytics.subscribe(name, (event) =>
-        guardAsync(async () => {
-          const envelope = buildEnvelope({
-            shop,
-            event,
-            init,
-            consent,
-            click: await clickId,
-          });
-          await send(fetch, endpoint, envelope);
-        }),
+      settle(
+        analytics.subscribe(name, (event) =>
+          guardAsync(async () => {
+            // Without the visitor's id an event ties to no one.
+            if (!event || !event.clientId) return;
+            const envelope = buildEnvelope({
+              shop,
+              event,
+              init,
+              consent,
+              click: await clickId,
+            });
+            await send(fetch, endpoint, envelope);
+          }),
+        ),
       ),
     );
   }
@@ -76,9 +84,9 @@ export function buildEnvelope({shop, event, init, consent, click}) {
       client_id: String(event.clientId),
       timestamp: String(event.timestamp),
       seq: typeof event.seq === 'number' ? event.seq : null,
-      url: typeof location.href === 'string' ? location.href : null,
-      referrer: stringOrNull(event?.context?.document?.referrer),
-      user_agent: stringOrNull(event?.context?.navigator?.userAgent),
+      url: cut(location.href, MAX_URL_LENGTH),
+      referrer: cut(event?.context?.document?.referrer, MAX_URL_LENGTH),
+      user_agent: cut(event?.context?.navigator?.userAgent, 1024),
       data: event.data || {},
     },
   };
@@ -115,7 +123,7 @@ export function clickIdFromUrl(href) {
 
 function validClickId(value) {
   if (typeof value !== 'string') return null;
-  const text = value.trim();
+  const text = wellFormed(value).trim();
   return text && text.length <= MAX_CLICK_ID_LENGTH ? text : null;
 }
 
@@ -139,20 +147,63 @@ export function readConsent(privacy) {
   };
 }
 
+// Browsers cap a keepalive request's body at 64 KiB, and so does Relay's
+// intake. A checkout with very many lines is sent with slimmer lines, then
+// without them: the ids, totals and contact that matter fit either way.
+export const MAX_BEACON_BYTES = 60 * 1024;
+
+export function serialize(envelope) {
+  let body = JSON.stringify(envelope);
+  const checkout = envelope.event?.data?.checkout;
+  if (body.length <= MAX_BEACON_BYTES || !checkout || !Array.isArray(checkout.lineItems)) {
+    return body;
+  }
+  const slim = (line) => ({
+    id: line?.id,
+    quantity: line?.quantity,
+    variant: {
+      id: line?.variant?.id,
+      price: line?.variant?.price,
+      product: {id: line?.variant?.product?.id},
+    },
+  });
+  const withLines = (lineItems) => ({
+    ...envelope,
+    event: {
+      ...envelope.event,
+      data: {...envelope.event.data, checkout: {...checkout, lineItems}},
+    },
+  });
+  body = JSON.stringify(withLines(checkout.lineItems.map(slim)));
+  return body.length <= MAX_BEACON_BYTES ? body : JSON.stringify(withLines([]));
+}
+
 // text/plain keeps the request "simple": no CORS preflight, and keepalive
 // lets it finish while the visitor navigates away.
 export function send(fetch, endpoint, envelope) {
   return fetch(endpoint, {
     method: 'POST',
-    body: JSON.stringify(envelope),
+    body: serialize(envelope),
     headers: {'Content-Type': 'text/plain'},
     keepalive: true,
     credentials: 'omit',
   });
 }
 
-function stringOrNull(value) {
-  return typeof value === 'string' ? value : null;
+function cut(value, length) {
+  return typeof value === 'string' ? wellFormed(value.slice(0, length)) : null;
+}
+
+// A lone UTF-16 surrogate makes the whole beacon unreadable as UTF-8.
+function wellFormed(text) {
+  return typeof text.toWellFormed === 'function' ? text.toWellFormed() : text;
+}
+
+// A subscription may hand back a promise; a rejected one must not surface
+// as an unhandled rejection in the page.
+function settle(result) {
+  if (result && typeof result.catch === 'function') result.catch(() => {});
+  return result;
 }
 
 function decodeSafely(value) {

@@ -208,3 +208,45 @@ test('Relay\'s own code stays far below Shopify\'s 128 KB bundle limit', () => {
     readFileSync(new URL('../src/index.js', import.meta.url)).length;
   assert.ok(size < 16 * 1024, `${size} bytes`);
 });
+
+test('a checkout with very many lines is slimmed to fit a keepalive request', async () => {
+  const checkout = fixture('pixel_checkout_completed.json');
+  const line = checkout.data.checkout.lineItems[0];
+  checkout.data.checkout.lineItems = Array.from({length: 300}, () => line);
+  const shopify = fakeShopify();
+  startRelayPixel(shopify.api);
+
+  await emit(shopify, checkout);
+
+  const [{options, body}] = shopify.sent;
+  assert.ok(options.body.length <= 60 * 1024, `${options.body.length} bytes`);
+  assert.equal(body.event.data.checkout.order.id, '6123456789012');
+  assert.equal(body.event.data.checkout.token, '7c1f2e3d4b5a69788796a5b4c3d2e1f0');
+  assert.equal(body.event.data.checkout.email, 'jane@example.com');
+});
+
+test('text that is not well-formed Unicode is mended before it is sent', async () => {
+  const shopify = fakeShopify({cookies: {_epik: 'abc\uD800'}});
+  startRelayPixel(shopify.api);
+  const page = fixture('pixel_page_viewed.json');
+  page.context.navigator.userAgent = 'Mozilla\uDFFF';
+  page.context.document.location.href = `https://shop.example/${'x'.repeat(3000)}`;
+
+  await emit(shopify, page);
+
+  const [{body}] = shopify.sent;
+  assert.equal(body.click_id.epik, 'abc\uFFFD');
+  assert.equal(body.event.user_agent, 'Mozilla\uFFFD');
+  assert.equal(body.event.url.length, 2048);
+});
+
+test('an event without a client id is not sent', async () => {
+  const shopify = fakeShopify();
+  startRelayPixel(shopify.api);
+  const page = fixture('pixel_page_viewed.json');
+  delete page.clientId;
+
+  await emit(shopify, page);
+
+  assert.deepEqual(shopify.sent, []);
+});
