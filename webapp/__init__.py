@@ -35,7 +35,8 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     # the package builds redirects from the URL the browser used, and a
     # visitor's IP comes from the one X-Forwarded-For entry the router adds.
     # The router passes Host as is.
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
+    proxied = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
+    app.wsgi_app = proxied  # type: ignore[method-assign]
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(pixel.blueprint)

@@ -155,9 +155,8 @@ export const MAX_BEACON_BYTES = 60 * 1024;
 export function serialize(envelope) {
   let body = JSON.stringify(envelope);
   const checkout = envelope.event?.data?.checkout;
-  if (body.length <= MAX_BEACON_BYTES || !checkout || !Array.isArray(checkout.lineItems)) {
-    return body;
-  }
+  const lines = checkout && checkout.lineItems;
+  if (body.length <= MAX_BEACON_BYTES || !Array.isArray(lines)) return body;
   const slim = (line) => ({
     id: line?.id,
     quantity: line?.quantity,
@@ -174,7 +173,7 @@ export function serialize(envelope) {
       data: {...envelope.event.data, checkout: {...checkout, lineItems}},
     },
   });
-  body = JSON.stringify(withLines(checkout.lineItems.map(slim)));
+  body = JSON.stringify(withLines(lines.map(slim)));
   return body.length <= MAX_BEACON_BYTES ? body : JSON.stringify(withLines([]));
 }
 
