@@ -32,6 +32,17 @@ from relay.shops import find_shop
 log = logging.getLogger(__name__)
 
 CLOCK_SKEW = timedelta(minutes=10)
+# Private (RFC 1918, unique local) and carrier-grade NAT ranges.
+INTERNAL_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+    )
+)
 
 
 def process_beacon(runtime: Runtime, shop: str, client_id: str, event_id: str) -> None:
@@ -239,11 +250,21 @@ def resolve(runtime: Runtime, event: Event) -> Event:
         user_agent=person.user_agent or known.get("user_agent") or None,
         click_ids=click_ids,
     )
+    filled = [
+        name
+        for name, before, after in (
+            ("click id", person.click_ids.get("epik"), click_ids.get("epik")),
+            ("IP", person.ip, enriched.ip),
+            ("user agent", person.user_agent, enriched.user_agent),
+        )
+        if before != after
+    ]
     log.info(
-        "%s %s for %s: visitor found, enriched from the pixel's profile",
+        "%s %s for %s: visitor found; from the pixel's profile: %s",
         event.name,
         event.event_id,
         event.shop,
+        ", ".join(filled) or "nothing (the payload had it all)",
     )
     return dataclasses.replace(event, person=enriched)
 
@@ -276,11 +297,24 @@ def _time(text: Any) -> datetime | None:
 
 
 def _valid_ip(ip: str | None) -> bool:
+    """An address a platform can match: not loopback, link-local or a LAN's.
+
+    A beacon from a machine on the same network as Relay (a developer, a
+    proxy that does not forward the client's address) carries no visitor's
+    address worth sending.
+    """
     try:
-        ipaddress.ip_address(ip or "")
+        address = ipaddress.ip_address(ip or "")
     except ValueError:
         return False
-    return True
+    internal = (
+        address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or any(address in network for network in INTERNAL_NETWORKS)
+    )
+    return not internal
 
 
 def _text(value: Any) -> str | None:

@@ -510,3 +510,42 @@ def test_a_second_device_is_logged_without_the_customer(
     assert f"customer of {SHOP} already linked to another visitor" in log
     assert "7712345678901" not in log
     assert hashlib.sha256(b"jane@example.com").hexdigest() not in log
+
+
+def test_the_documented_example_beacon_is_accepted(client, runtime, shop):
+    response = post_beacon(client, fixture_bytes("pixel_beacon_envelope.json"))
+
+    assert response.status_code == 204
+    work(runtime)
+    assert visitors.profile(runtime.redis, SHOP, CLIENT)["click_id"] == EPIK
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "192.168.0.9", "::1"])
+def test_an_internal_address_is_not_kept_as_the_visitor_s_ip(
+    client, runtime, shop, address
+):
+    post_beacon(client, envelope("pixel_page_viewed.json"), ip=address)
+    work(runtime)
+
+    assert "ip" not in visitors.profile(runtime.redis, SHOP, CLIENT)
+
+
+def test_the_log_says_what_the_profile_filled_in(
+    client, runtime, pinterest, shop, process_log
+):
+    connect_pinterest(runtime, pinterest, SHOP)
+    post_beacon(client, envelope("pixel_page_viewed.json"))
+    work(runtime)
+    post_fixture(client, "orders_create.json")  # has its own browser data
+    post_signed(client, dict(order_without_browser_data(), id=6123456789099), "o2")
+    work(runtime)
+
+    log = process_log()
+    assert (
+        f"purchase {ORDER} for {SHOP}: visitor found; from the pixel's profile: "
+        "nothing (the payload had it all)"
+    ) in log
+    assert (
+        f"purchase 6123456789099 for {SHOP}: visitor found; from the pixel's "
+        "profile: click id, IP, user agent"
+    ) in log
