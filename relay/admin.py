@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay.config import Config
@@ -215,7 +215,44 @@ def list_shops(config: Config) -> Iterator[str]:
                 state = f"installed, access token stored, {pixel}"
             else:
                 state = "webhooks received; the merchant has not opened Relay yet"
-            yield f"{shop.domain}: {state}"
+            yield f"{shop.domain}: {state}; consent policy {shop.consent_policy}"
+
+
+def set_consent_policy(config: Config, domain: str, policy: str) -> str:
+    db = _open(config)
+    with db.session() as session:
+        shop = find_shop(session, domain)
+        if shop is None:
+            raise ConfigError(f"no shop {domain!r} (see `relay shops list`)")
+        shop.consent_policy = policy
+    return f"{domain}: consent policy {policy}; applies to every delivery from now on"
+
+
+def delivery_summary(
+    config: Config, shop_domain: str | None, since: datetime
+) -> Iterator[str]:
+    """Deliveries since `since` counted by destination, status and reason."""
+    db = _open(config)
+    with db.session() as session:
+        query = (
+            select(
+                Delivery.destination,
+                Delivery.status,
+                Delivery.reason,
+                func.count(Delivery.id),
+            )
+            .join(Shop, Delivery.shop_id == Shop.id)
+            .where(Delivery.created_at >= since)
+            .group_by(Delivery.destination, Delivery.status, Delivery.reason)
+            .order_by(Delivery.destination, Delivery.status, Delivery.reason)
+        )
+        if shop_domain:
+            query = query.where(Shop.domain == shop_domain)
+        rows = session.execute(query).all()
+    if not rows:
+        yield f"no deliveries since {since:%Y-%m-%d %H:%M} UTC"
+    for destination, status, reason, count in rows:
+        yield f"{destination} {status}: {count}" + (f" ({reason})" if reason else "")
 
 
 def reinstall_shop(config: Config, domain: str) -> str:

@@ -73,6 +73,16 @@ ENVELOPE: dict[str, Any] = {
             },
             "additionalProperties": False,
         },
+        # The logged-in customer, as Shopify tells the pixel (init.data).
+        "customer": {
+            "type": ["object", "null"],
+            "properties": {
+                "id": {"type": ["string", "null"], "pattern": "^[0-9]{1,20}\\Z"},
+                "email": {"type": ["string", "null"], "maxLength": 320},
+                "phone": {"type": ["string", "null"], "maxLength": 64},
+            },
+            "additionalProperties": False,
+        },
         # As the cart webhooks' tokens are; none of these is a glob character.
         "cart_token": {
             "type": ["string", "null"],
@@ -169,7 +179,8 @@ def accept_beacon(
 ) -> bool:
     """Keep the beacon briefly and queue its job; False for a repeat.
 
-    Raises redis.RedisError when Redis cannot be reached.
+    Raises BadInput when the client id belongs to another shop's visitor,
+    and redis.RedisError when Redis cannot be reached.
     """
     connection: redis.Redis = queue.connection
     stored = json.dumps(
@@ -180,12 +191,19 @@ def accept_beacon(
         }
     )
     key = keys.beacon(beacon.shop, beacon.client_id, beacon.event_id)
+    owner_key = keys.visitor_shop(beacon.client_id)
     with connection.pipeline() as pipe:
         try:
-            pipe.watch(key)
+            pipe.watch(key, owner_key)
+            owner: bytes | None = pipe.get(owner_key)  # type: ignore[assignment]
+            if owner is not None and owner.decode() != beacon.shop:
+                raise BadInput(
+                    "event/client_id: belongs to a visitor of another shop", 409
+                )
             if pipe.exists(key):
                 return False
             pipe.multi()
+            pipe.set(owner_key, beacon.shop, ex=config.visitor_profile_days * 24 * 3600)
             pipe.set(key, stored, ex=config.inbox_seconds)
             queue.enqueue_call(
                 PROCESS_BEACON,

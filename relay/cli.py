@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import click
 
 from relay import logs
 from relay.config import Config
+from relay.consent import POLICIES
 from relay.errors import BadInput, ConfigError, RelayError
 
 
@@ -267,6 +269,14 @@ def destinations_set(
 @click.option("--order", "order_id", help="Only this Shopify order id.")
 @click.option("--customer", "customer_id", help="Only this Shopify customer id.")
 @click.option("--limit", default=20, show_default=True)
+@click.option(
+    "--summary",
+    "summary_hours",
+    type=click.IntRange(1, 24 * 90),
+    default=None,
+    metavar="HOURS",
+    help="Instead, count the last HOURS' deliveries by status and reason.",
+)
 @click.pass_obj
 def deliveries(
     config: Config,
@@ -275,10 +285,16 @@ def deliveries(
     order_id: str | None,
     customer_id: str | None,
     limit: int,
+    summary_hours: int | None,
 ) -> None:
     """The most recent deliveries, newest first."""
-    from relay.admin import DeliveryFilter, recent_deliveries
+    from relay.admin import DeliveryFilter, delivery_summary, recent_deliveries
 
+    if summary_hours is not None:
+        since = datetime.now(timezone.utc) - timedelta(hours=summary_hours)
+        for line in delivery_summary(config, shop, since):
+            click.echo(line)
+        return
     wanted = DeliveryFilter(shop, status, order_id, customer_id)
     for line in recent_deliveries(config, wanted, limit):
         click.echo(line)
@@ -311,6 +327,23 @@ def shops_reinstall(config: Config, domain: str) -> None:
     from relay.admin import reinstall_shop
 
     click.echo(reinstall_shop(config, domain))
+
+
+@shops.command("consent-policy")
+@click.argument("domain")
+@click.argument("policy", type=click.Choice(POLICIES))
+@click.pass_obj
+def shops_consent_policy(config: Config, domain: str, policy: str) -> None:
+    """Set which events DOMAIN's visitors' consent lets Relay send.
+
+    standard: everything but what a visitor refused (a refusal of the sale
+    of their data is sent flagged for Limited Data Processing).
+    strict: only events of visitors whose browser gave marketing consent.
+    See docs/consent.md.
+    """
+    from relay.admin import set_consent_policy
+
+    click.echo(set_consent_policy(config, domain, policy))
 
 
 @shops.command("set-up")

@@ -44,6 +44,9 @@ class Config:
     pixel_max_bytes: int = 64 * 1024
     # How long a visitor's profile (ids, click id, IP, user agent) is kept.
     visitor_profile_days: int = 30
+    # A webhook about a browser action whose visitor is not known yet waits
+    # this long for the pixel's beacons before it is sent.
+    browser_wait_seconds: int = 60
     # Longer than Shopify's 4-hour retry window, so a redelivery is recognised.
     webhook_dedupe_seconds: int = 24 * HOUR
     # How long a webhook body may wait in Redis for its job.
@@ -90,6 +93,7 @@ class Config:
             webhook_max_bytes=_int(env, "RELAY_WEBHOOK_MAX_BYTES", 5 * MiB),
             pixel_max_bytes=_int(env, "RELAY_PIXEL_MAX_BYTES", 64 * 1024),
             visitor_profile_days=_days(env, "RELAY_VISITOR_PROFILE_DAYS", 30, least=1),
+            browser_wait_seconds=_seconds(env, "RELAY_BROWSER_WAIT_SECONDS", 60),
             webhook_dedupe_seconds=_int(env, "RELAY_WEBHOOK_DEDUPE_SECONDS", 24 * HOUR),
             inbox_seconds=_int(env, "RELAY_INBOX_SECONDS", 7 * DAY),
             event_seconds=_int(env, "RELAY_EVENT_SECONDS", 7 * DAY),
@@ -140,6 +144,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
     if value < 0:
         raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
+# Pinterest wants events within minutes; an hour is already long.
+MAX_WAIT_SECONDS = 3600
+
+
+def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value > MAX_WAIT_SECONDS:
+        raise ConfigError(
+            f"{name} must be at most {MAX_WAIT_SECONDS} seconds, got {value}"
+        )
     return value
 
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from relay import keys
+from relay import consent, keys, visitors
 from relay.destinations import (
     Destination,
     DestinationConfig,
@@ -146,7 +146,12 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
     stored = runtime.redis.get(keys.event(delivery.event_pk))
     if stored is None:
         return skip("event expired before delivery", status="failed")
-    event = Event.from_json(stored)
+    # The visitor's browser may have been seen since the event was made (a
+    # purchase waits for it): what is known of the visitor now is used.
+    event = visitors.resolve(runtime, Event.from_json(stored))
+    held_back = consent.refusal(delivery.shop.consent_policy, event.consent)
+    if held_back is not None:
+        return skip(held_back)
 
     if event.test and not config.test_mode:
         return skip("test order")

@@ -74,6 +74,11 @@ class Person:
     # pixel's visitor (relay.visitors).
     cart_token: str | None = None
     checkout_token: str | None = None
+    # Digests (SHA-256 of the normalized value, as relay.matchkeys makes
+    # them) where only those are known: a visitor's profile keeps no raw
+    # email or phone.
+    email_sha256: str | None = None
+    phone_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,9 @@ class Event:
 
     `event_id` is stable for the action: a purchase's is the Shopify order id,
     so a browser tag that reports the same order id is deduplicated against
-    it; a begun checkout's is the checkout token.
+    it; a begun checkout's is the checkout token; an add-to-cart from the
+    cart webhooks names the cart, the variant and the quantity reached; an
+    event only the pixel sees keeps the pixel's own event id.
     """
 
     shop: str
@@ -121,6 +128,7 @@ class Event:
     commerce: Commerce = field(default_factory=Commerce)
     consent: Consent = field(default_factory=Consent)
     source_url: str | None = None
+    search_string: str | None = None  # what the visitor searched for
     test: bool = False  # a Shopify test order: never sent to a live destination
     origin: str = ""  # what produced it, e.g. "webhook:orders/create"
 
@@ -150,6 +158,7 @@ class Event:
             ),
             consent=Consent(**data["consent"]),
             source_url=data["source_url"],
+            search_string=data.get("search_string"),
             test=data["test"],
             origin=data["origin"],
         )

@@ -9,7 +9,7 @@ from typing import Any
 
 from rq.job import Job
 
-from relay import delivery, pipeline, retention, runtime, visitors
+from relay import delivery, pipeline, retention, runtime
 from relay.errors import ShopifyRefused
 from relay.shopify import install
 
@@ -22,8 +22,8 @@ def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
 
 
 def process_beacon(shop: str, client_id: str, event_id: str) -> None:
-    """Fold a stored pixel beacon into its visitor's profile."""
-    visitors.process_beacon(runtime.current(), shop, client_id, event_id)
+    """Fold a stored pixel beacon into its visitor's profile; make its event."""
+    pipeline.process_beacon(runtime.current(), shop, client_id, event_id)
 
 
 def set_up_shop(domain: str) -> None:

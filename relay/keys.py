@@ -57,3 +57,12 @@ def visitor_link(shop: str, kind: str, value: str) -> str:
 def visitor_links(shop: str, client_id: str) -> str:
     """The link keys pointing at a visitor, so deleting it deletes them."""
     return f"{PREFIX}:visitor-links:{shop}:{client_id}"
+
+
+def visitor_shop(client_id: str) -> str:
+    """The shop a pixel client id first appeared in.
+
+    Client ids come from a first-party cookie, one per storefront: the same
+    id in a beacon naming another shop is a forgery, refused at intake.
+    """
+    return f"{PREFIX}:visitor-shop:{client_id}"

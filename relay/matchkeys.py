@@ -119,3 +119,13 @@ def _clean(raw: str | None) -> str | None:
         return None
     text = unicodedata.normalize("NFC", str(raw)).strip()
     return text or None
+
+
+def email_sha256(raw: str | None) -> str | None:
+    """The digest platforms match an email by; None if there is no email."""
+    return hashed(email(raw), raw)
+
+
+def phone_sha256(raw: str | None, country: str | None) -> str | None:
+    """The digest platforms match a phone number by; None if it is unusable."""
+    return hashed(phone(raw, country), raw)

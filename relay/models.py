@@ -75,6 +75,10 @@ class Shop(Base):
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     web_pixel_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Which events the visitor's consent lets Relay send (relay.consent).
+    consent_policy: Mapped[str] = mapped_column(
+        String(16), default="standard", server_default="standard"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -123,6 +127,7 @@ class EventRecord(Base):
         Index("ix_events_shop_customer", "shop_id", "customer_id"),
         Index("ix_events_shop_email", "shop_id", "email_digest"),
         Index("ix_events_shop_phone", "shop_id", "phone_digest"),
+        Index("ix_events_shop_client", "shop_id", "client_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -131,6 +136,9 @@ class EventRecord(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     order_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     customer_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The Web Pixel's visitor id, so a privacy request finds the visitor's
+    # page views along with their orders.
+    client_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     # SHA-256 of the normalized email and phone, as platforms receive them:
     # what lets a privacy request find a guest's events.
     email_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)

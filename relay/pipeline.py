@@ -4,10 +4,16 @@
 | orders/create, orders/paid,    | one purchase per order, whichever comes first   |
 |   orders/updated               |   (Shopify does not guarantee their order)      |
 | checkouts/create               | begin checkout, event id = checkout token       |
-| carts/create, carts/update     | the cart's lines kept for browser-side matching |
+| carts/create, carts/update     | an add-to-cart per quantity increase (carts.py) |
 | app/uninstalled                | the shop stops sending, its tokens are deleted  |
 | customers/data_request,        | carried out by `relay.privacy`                  |
 |   customers/redact, shop/redact|                                                 |
+
+Pixel beacons (`process_beacon`) feed the visitor's profile and make the
+events only the browser sees (relay.shopify.pixel_events). A webhook event
+about a browser action whose visitor is not known yet is held for
+RELAY_BROWSER_WAIT_SECONDS, so the pixel's beacons can arrive; each delivery
+looks the visitor up again when it is sent.
 """
 
 from __future__ import annotations
@@ -16,31 +22,39 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from rq import Callback, Queue, Retry
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay import keys, privacy, visitors
+from relay import carts, keys, privacy, visitors
 from relay.errors import BadInput
-from relay.events import Event
+from relay.events import ActionSource, Event, EventName
 from relay.models import Delivery, EventRecord, Shop
 from relay.runtime import Runtime
-from relay.shopify import install, normalize
-from relay.shops import active_destinations, ensure_shop
+from relay.shopify import install, normalize, pixel_events
+from relay.shops import active_destinations, ensure_shop, find_shop
 
 log = logging.getLogger(__name__)
 
 DELIVER = "relay.jobs.deliver"
 DELIVER_FAILED = "relay.jobs.deliver_failed"
-CART_SECONDS = 30 * 24 * 3600
 # Far longer than a job takes from its commit to enqueueing the deliveries.
 ORPHANED_AFTER = timedelta(minutes=2)
 
-Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[int]]
+
+class Queued(NamedTuple):
+    """A delivery to queue once the session commits, after `wait` seconds."""
+
+    delivery_id: int
+    wait: int = 0
+
+
+Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[Queued]]
 
 
 def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) -> None:
@@ -68,35 +82,90 @@ def process_webhook(runtime: Runtime, shop: str, topic: str, webhook_id: str) ->
         return
 
     try:
-        delivery_ids = _handle(runtime, handler, shop, payload, topic)
-    except IntegrityError:
-        # Shopify sends an order's create, paid and updated webhooks almost
-        # together; another worker recorded the same event first. Looking
-        # again finds it and adds nothing.
-        log.info(
-            "webhook %s from %s: event made concurrently, looking again",
-            webhook_id,
-            shop,
-        )
-        delivery_ids = _handle(runtime, handler, shop, payload, topic)
+        queued = _handle(runtime, handler, shop, payload, topic)
     except BadInput as error:
         # Retrying cannot make an unusable payload usable.
         log.warning(
             "webhook %s from %s: dropped %s: %s", webhook_id, shop, topic, error
         )
-        delivery_ids = []
+        queued = []
 
-    for delivery_id in delivery_ids:
-        enqueue_delivery(runtime, delivery_id)
+    _enqueue_all(runtime, queued)
     runtime.redis.delete(inbox_key)
+
+
+def process_beacon(runtime: Runtime, shop: str, client_id: str, event_id: str) -> None:
+    """Fold one stored beacon into its visitor's profile and make its event."""
+    beacon_key = keys.beacon(shop, client_id, event_id)
+    raw = runtime.redis.get(beacon_key)
+    if raw is None:
+        log.warning("beacon %s from %s: no longer stored", event_id, shop)
+        return
+
+    with runtime.db.session() as session:
+        shop_row = find_shop(session, shop)
+        installed = shop_row is not None and shop_row.installed
+    stored = _payload(raw)  # intake checked it; only a foreign writer fails here
+    if stored is None or not installed:
+        log.info(
+            "beacon %s from %s: dropped (shop not installed or unreadable)",
+            event_id,
+            shop,
+        )
+        runtime.redis.delete(beacon_key)
+        return
+
+    envelope = stored["envelope"]
+    received_at = visitors.parse_time(stored.get("received_at"))
+    seen_at = visitors.observe(runtime, shop, envelope, stored.get("ip"), received_at)
+    event = (
+        None
+        if seen_at is None
+        else pixel_events.event_from_beacon(
+            shop, envelope, visitors.usable_ip(stored.get("ip")), seen_at
+        )
+    )
+    if event is not None:
+        made = _pixel_event_handler(event)
+        _enqueue_all(runtime, _handle(runtime, made, shop, {}, event.origin))
+    elif envelope["event"]["name"] == "checkout_completed":
+        _send_held_purchase(runtime, shop, envelope)
+    runtime.redis.delete(beacon_key)
+
+
+def _pixel_event_handler(event: Event) -> Handler:
+    def record(
+        runtime: Runtime, session: Session, shop: Shop, payload: Any, topic: str
+    ) -> list[Queued]:
+        return _record(runtime, session, shop, visitors.resolve(runtime, event))
+
+    return record
 
 
 def _handle(
     runtime: Runtime, handler: Handler, shop: str, payload: dict[str, Any], topic: str
-) -> list[int]:
+) -> list[Queued]:
+    try:
+        return _handle_once(runtime, handler, shop, payload, topic)
+    except IntegrityError:
+        # Shopify sends an order's create, paid and updated webhooks almost
+        # together; another worker recorded the same event first. Looking
+        # again finds it and adds nothing.
+        log.info("%s for %s: event made concurrently, looking again", topic, shop)
+        return _handle_once(runtime, handler, shop, payload, topic)
+
+
+def _handle_once(
+    runtime: Runtime, handler: Handler, shop: str, payload: dict[str, Any], topic: str
+) -> list[Queued]:
     with runtime.db.session() as session:
         shop_row = ensure_shop(session, shop, runtime.clock.now())
         return handler(runtime, session, shop_row, payload, topic)
+
+
+def _enqueue_all(runtime: Runtime, queued: list[Queued]) -> None:
+    for delivery_id, wait in queued:
+        enqueue_delivery(runtime, delivery_id, wait=wait)
 
 
 def _payload(body: bytes) -> dict[str, Any] | None:
@@ -110,7 +179,7 @@ def _payload(body: bytes) -> dict[str, Any] | None:
 
 def _order(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
-) -> list[int]:
+) -> list[Queued]:
     if payload.get("cancelled_at") not in (None, "", False):
         log.info(
             "order %s for %s: cancelled, no purchase", payload.get("id"), shop.domain
@@ -121,29 +190,34 @@ def _order(
 
 def _event(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
-) -> list[int]:
+) -> list[Queued]:
     event = normalize.event_for_topic(shop.domain, topic, payload)
     return _record(runtime, session, shop, visitors.resolve(runtime, event))
 
 
 def _cart(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
-) -> list[int]:
+) -> list[Queued]:
     summary = normalize.cart_summary(payload)
-    runtime.redis.set(
-        keys.cart(shop.domain, summary["token"]), json.dumps(summary), ex=CART_SECONDS
-    )
+    token = summary["token"]
+    states = carts.remember(runtime.redis, shop.domain, summary)
+    found = list(carts.increases(states))
     log.info(
-        "cart for %s: %d line(s) kept for matching with browser events",
+        "cart for %s: %d state(s) known, %d increase(s) in all",
         shop.domain,
-        len(summary["lines"]),
+        len(states),
+        len(found),
     )
-    return []
+    queued: list[Queued] = []
+    for increase in found:
+        event = carts.add_to_cart(shop.domain, token, increase, topic)
+        queued += _record(runtime, session, shop, visitors.resolve(runtime, event))
+    return queued
 
 
 def _uninstalled(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
-) -> list[int]:
+) -> list[Queued]:
     install.uninstall(session, shop, runtime.clock.now())
     return []
 
@@ -159,7 +233,9 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> list[int]:
+def _record(
+    runtime: Runtime, session: Session, shop: Shop, event: Event
+) -> list[Queued]:
     """Record `event` once and create a delivery per active destination.
 
     Returns the deliveries to queue once the session commits. When the event
@@ -184,7 +260,8 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
             shop.domain,
             event.origin,
         )
-        return _orphaned_deliveries(runtime, session, existing)
+        _revise_waiting(runtime, session, existing, event)
+        return [Queued(d) for d in _orphaned_deliveries(runtime, session, existing)]
 
     now = runtime.clock.now()
     person = event.person
@@ -194,7 +271,8 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
         event_id=event.event_id,
         order_id=event.commerce.order_id,
         customer_id=event.person.customer_id,
-        **privacy.record_digests(person.email, person.phone, person.country),
+        client_id=event.person.client_id,
+        **privacy.record_digests(person),
         origin=event.origin,
         test=event.test,
         occurred_at=event.occurred_at,
@@ -225,15 +303,96 @@ def _record(runtime: Runtime, session: Session, shop: Shop, event: Event) -> lis
     ]
     session.add_all(deliveries)
     session.flush()
+    wait = _browser_wait(runtime, event)
     log.info(
-        "%s %s for %s: made from %s, %d destination(s)",
+        "%s %s for %s: made from %s, %d destination(s)%s",
         event.name,
         event.event_id,
         shop.domain,
         event.origin,
         len(deliveries),
+        f", waiting {wait} s for the visitor's browser" if wait and deliveries else "",
     )
-    return [delivery.id for delivery in deliveries]
+    return [Queued(delivery.id, wait) for delivery in deliveries]
+
+
+def _browser_wait(runtime: Runtime, event: Event) -> int:
+    """How long a webhook's event waits for the pixel to name its visitor.
+
+    Only web actions from a webhook whose visitor is not known yet: the
+    pixel's beacons for the same action are usually seconds behind.
+    """
+    if (
+        event.origin.startswith("webhook:")
+        and event.action_source is ActionSource.WEB
+        and event.person.client_id is None
+    ):
+        return runtime.config.browser_wait_seconds
+    return 0
+
+
+def _revise_waiting(
+    runtime: Runtime, session: Session, record: EventRecord, event: Event
+) -> None:
+    """Correct an add-to-cart not sent yet that a late webhook split."""
+    if event.name is not EventName.ADD_TO_CART:
+        return
+    stored = runtime.redis.get(keys.event(record.id))
+    if stored is None:
+        return
+    revised = carts.revised(Event.from_json(stored), event)
+    waiting = session.scalars(
+        select(Delivery.id).where(
+            Delivery.event_pk == record.id, Delivery.status == "queued"
+        )
+    ).first()
+    if revised is not None and waiting is not None:
+        runtime.redis.set(keys.event(record.id), revised.to_json(), keepttl=True)
+        log.info(
+            "%s %s for %s: quantity corrected by an earlier cart state",
+            event.name,
+            event.event_id,
+            event.shop,
+        )
+
+
+def _send_held_purchase(runtime: Runtime, shop: str, envelope: dict[str, Any]) -> None:
+    """The pixel saw the purchase: a purchase waiting for it goes now.
+
+    Anyone may send a beacon naming any order id; the worst it does is end
+    a purchase's wait early. Which visitor the purchase belongs to is
+    still decided by the order's own checkout and cart tokens.
+    """
+    checkout = envelope["event"].get("data", {}).get("checkout")
+    if not isinstance(checkout, dict) or not isinstance(checkout.get("order"), dict):
+        return
+    order_id = pixel_events.order_id(checkout["order"].get("id"))
+    if order_id is None:
+        return
+    with runtime.db.session() as session:
+        waiting = session.scalars(
+            select(Delivery.id)
+            .join(EventRecord, Delivery.event_pk == EventRecord.id)
+            .join(Shop, EventRecord.shop_id == Shop.id)
+            .where(
+                Shop.domain == shop,
+                EventRecord.name == EventName.PURCHASE.value,
+                EventRecord.event_id == order_id,
+                Delivery.status == "queued",
+            )
+        ).all()
+    registry = ScheduledJobRegistry(queue=runtime.queue)
+    for delivery_id in waiting:
+        job_id = keys.delivery_job(delivery_id)
+        # Only the process that takes the job off the schedule queues it.
+        if registry.connection.zrem(registry.key, job_id):
+            job = Job.fetch(job_id, connection=runtime.redis)
+            runtime.queue.enqueue_job(job)
+            log.info(
+                "purchase %s for %s: the pixel saw it, sent without waiting more",
+                order_id,
+                shop,
+            )
 
 
 def _find_event(session: Session, shop: Shop, event: Event) -> EventRecord | None:
@@ -267,12 +426,15 @@ def _orphaned_deliveries(
 
 
 def enqueue_delivery(
-    runtime: Runtime, delivery_id: int, queue: Queue | None = None
+    runtime: Runtime, delivery_id: int, queue: Queue | None = None, wait: int = 0
 ) -> None:
+    """Queue a delivery's job, to run now or, with `wait`, that many seconds on.
+
+    A waiting job sits in RQ's schedule, which the worker's scheduler moves
+    to the queue when its time comes.
+    """
     config = runtime.config
-    (queue or runtime.queue).enqueue_call(
-        DELIVER,
-        args=(delivery_id,),
+    options: dict[str, Any] = dict(
         job_id=keys.delivery_job(delivery_id),
         description="deliver event",
         timeout=config.job_timeout_seconds,
@@ -281,3 +443,8 @@ def enqueue_delivery(
         retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600, 7200, 14400]),
         on_failure=Callback(DELIVER_FAILED),
     )
+    target = queue or runtime.queue
+    if wait:
+        target.enqueue_in(timedelta(seconds=wait), DELIVER, delivery_id, **options)
+    else:
+        target.enqueue_call(DELIVER, args=(delivery_id,), **options)

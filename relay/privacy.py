@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from relay import keys, matchkeys, visitors
 from relay.delivery import PENDING
+from relay.events import Person
 from relay.models import Delivery, EventRecord, PrivacyReport, PrivacyRequest, Shop
 from relay.runtime import Runtime
 from relay.shopify.normalize import clean_text, shopify_id
@@ -118,13 +119,12 @@ def _phone_digest(raw: Any, country: str | None) -> str | None:
     return matchkeys.sha256(phone) if phone else None
 
 
-def record_digests(
-    email: str | None, phone: str | None, country: str | None
-) -> dict[str, str | None]:
+def record_digests(person: Person) -> dict[str, str | None]:
     """The digests an event row keeps so a privacy request can find it."""
     return {
-        "email_digest": _email_digest(email),
-        "phone_digest": _phone_digest(phone, country),
+        "email_digest": _email_digest(person.email) or person.email_sha256,
+        "phone_digest": _phone_digest(person.phone, person.country)
+        or person.phone_sha256,
     }
 
 
@@ -171,7 +171,7 @@ def data_request(
         shop = find_shop(session, domain)
         if shop is None:
             return {"events": 0}, None
-        events = _customer_events(session, shop, customer)
+        events, clients = _events_and_visitors(runtime, session, shop, customer)
         content = {
             "shop": domain,
             "data_request_id": _request_id(payload),
@@ -191,7 +191,7 @@ def data_request(
             "events": [_event_entry(record, session) for record in events],
             "visitor_profiles": [
                 visitors.profile(runtime.redis, domain, client_id)
-                for client_id in sorted(_visitors_of(runtime, domain, customer, events))
+                for client_id in sorted(clients)
             ],
             "waiting_for_processing": {
                 "webhook_bodies": len(
@@ -291,9 +291,12 @@ def redact_customer(
     beacon_keys = _matching_beacon_keys(runtime, domain, customer)
     with runtime.db.session() as session:
         shop = find_shop(session, domain)
-        events = _customer_events(session, shop, customer) if shop else []
+        events, visitors_found = (
+            _events_and_visitors(runtime, session, shop, customer)
+            if shop
+            else ([], set())
+        )
         order_ids = {record.order_id for record in events if record.order_id}
-        visitors_found = _visitors_of(runtime, domain, customer, events)
         event_pks, deliveries = _delete_events(
             runtime, session, EventRecord.id.in_([record.id for record in events])
         )
@@ -315,6 +318,23 @@ def redact_customer(
         "privacy_reports": reports,
         "visitor_profiles": len(visitors_found),
     }
+
+
+def _events_and_visitors(
+    runtime: Runtime, session: Session, shop: Shop, customer: Customer
+) -> tuple[list[EventRecord], set[str]]:
+    """The customer's events, including their pixel visitors' own events
+    (page views and the like), and those visitors' client ids."""
+    events = _customer_events(session, shop, customer)
+    clients = _visitors_of(runtime, shop.domain, customer, events)
+    known = {record.id for record in events}
+    for client_id in sorted(clients):
+        query = select(EventRecord).where(
+            EventRecord.shop_id == shop.id, EventRecord.client_id == client_id
+        )
+        events += [r for r in session.scalars(query) if r.id not in known]
+        known = {record.id for record in events}
+    return sorted(events, key=lambda record: record.id), clients
 
 
 def _visitors_of(
@@ -522,6 +542,18 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
         key
         for pattern in patterns
         for key in runtime.redis.scan_iter(match=pattern, count=500)
+    ]
+    # Which shop each visitor belongs to is keyed by client id alone; the
+    # visitors' own link sets name those keys.
+    links_prefix = keys.visitor_links(domain, "").encode()
+    shop_keys += [
+        member
+        for key in shop_keys
+        if (key if isinstance(key, bytes) else key.encode()).startswith(links_prefix)
+        for member in runtime.redis.smembers(key)
+        if (member if isinstance(member, bytes) else member.encode()).startswith(
+            keys.visitor_shop("").encode()
+        )
     ]
     _delete_keys(runtime.redis, [*shop_keys, *(keys.event(pk) for pk in event_pks)])
     jobs = _delete_shop_jobs(runtime, domain)

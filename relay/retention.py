@@ -17,8 +17,8 @@ from datetime import timedelta
 from sqlalchemy import delete, or_, select
 
 from relay import keys, privacy
+from relay.carts import CART_SECONDS
 from relay.models import Delivery, EventRecord, PrivacyReport, Shop
-from relay.pipeline import CART_SECONDS
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ def _cap_redis_lifetimes(runtime: Runtime) -> int:
         "visitor": config.visitor_profile_days * 24 * 3600,
         "visitor-link": config.visitor_profile_days * 24 * 3600,
         "visitor-links": config.visitor_profile_days * 24 * 3600,
+        "visitor-shop": config.visitor_profile_days * 24 * 3600,
     }
     fixed = 0
     for key in runtime.redis.scan_iter(match=f"{keys.PREFIX}:*", count=1000):

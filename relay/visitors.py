@@ -2,7 +2,10 @@
 
 Per shop and pixel client id, a Redis hash keeps what later conversions need
 and only the pixel sees: the latest Pinterest click id with when it was
-seen, the IP address and user agent, and the visitor's consent. Link keys
+seen, the IP address and user agent, the visitor's consent, and who the
+visitor is once known: email and phone digests and the customer id, from a
+webhook that found the visitor or, until one does, as the visitor's own
+browser states them. Link keys
 map a cart or checkout token (from beacons and webhooks) and an order id,
 customer id or email digest (from webhooks only) to the client id, so a webhook
 about that cart, checkout or order finds the visitor (`resolve`).
@@ -17,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,9 +27,9 @@ from typing import Any
 import redis
 
 from relay import keys, matchkeys
-from relay.events import Event
+from relay.events import Consent, Event, Person
 from relay.runtime import Runtime
-from relay.shops import find_shop
+from relay.shopify.normalize import shopify_id
 
 log = logging.getLogger(__name__)
 
@@ -45,53 +47,31 @@ INTERNAL_NETWORKS = tuple(
 )
 
 
-def process_beacon(runtime: Runtime, shop: str, client_id: str, event_id: str) -> None:
-    """Fold one stored beacon into its visitor's profile."""
-    beacon_key = keys.beacon(shop, client_id, event_id)
-    raw = runtime.redis.get(beacon_key)
-    if raw is None:
-        log.warning("beacon %s from %s: no longer stored", event_id, shop)
-        return
-
-    with runtime.db.session() as session:
-        shop_row = find_shop(session, shop)
-        installed = shop_row is not None and shop_row.installed
-    try:
-        stored = json.loads(raw)
-    except (ValueError, RecursionError):
-        stored = None  # intake checked it; only a foreign writer gets here
-    if stored is None or not installed:
-        log.info(
-            "beacon %s from %s: dropped (shop not installed or unreadable)",
-            event_id,
-            shop,
-        )
-    else:
-        received_at = _time(stored.get("received_at"))
-        observe(runtime, shop, stored["envelope"], stored.get("ip"), received_at)
-    runtime.redis.delete(beacon_key)
-
-
 def observe(
     runtime: Runtime,
     shop: str,
     envelope: dict[str, Any],
     ip: str | None,
     received_at: datetime | None,
-) -> None:
+) -> datetime | None:
+    """Fold a checked beacon into its visitor's profile; returns its time.
+
+    The time is the browser's, unless it is ahead of Relay's clock; None if
+    the beacon's time is unreadable, and then nothing is written.
+    """
     event = envelope["event"]
     client_id = event["client_id"]
     seconds = runtime.config.visitor_profile_days * 24 * 3600
-    seen_at = _time(event.get("timestamp"))
+    seen_at = parse_time(event.get("timestamp"))
     if seen_at is None:
-        return
+        return None
     # The browser's clock is the visitor's to set: a time ahead of Relay's
     # would freeze the profile against every later beacon.
     if received_at is not None and seen_at > received_at + CLOCK_SKEW:
         seen_at = received_at
 
     fields: dict[str, str] = {"last_event": event["name"]}
-    if _valid_ip(ip):
+    if usable_ip(ip):
         fields["ip"] = str(ip)
     if event.get("user_agent"):
         fields["user_agent"] = event["user_agent"]
@@ -106,9 +86,15 @@ def observe(
     )
     for kind, value in links(envelope):
         link(runtime.redis, shop, client_id, kind, value, seconds)
+    # Deleting the visitor deletes the record of which shop it belongs to.
+    runtime.redis.sadd(
+        keys.visitor_links(shop, client_id), keys.visitor_shop(client_id)
+    )
+    _note_stated_identity(runtime.redis, shop, client_id, envelope, seconds)
     log.info(
         "visitor profile for %s updated from %s (%s)", shop, event["name"], event["id"]
     )
+    return seen_at
 
 
 def _update_profile(
@@ -189,46 +175,31 @@ def links(envelope: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def resolve(runtime: Runtime, event: Event) -> Event:
-    """`event` with what the pixel knew of its visitor, and the visitor linked.
+    """`event` with what Relay knows of its visitor, and the visitor linked.
 
-    The visitor is found through the event's order, checkout or cart; the
-    event then gets the visitor's click id, IP and user agent where it has
-    none of its own, and its order, checkout, customer and email are linked
-    to the visitor for the events that follow.
+    The visitor is the event's own pixel client id, or is found through the
+    event's order, checkout or cart. The event then gets the visitor's
+    consent, and, unless the visitor refused, the click id, IP, user agent
+    and identity (email and phone digests, customer id) it has none of.
+    A webhook's event also links its order, checkout, customer and email to
+    the visitor and leaves its identity in the profile, for the visitor's
+    later pixel events.
     """
     person = event.person
-    order_id = event.commerce.order_id
-    candidates = [
-        ("order", order_id),
-        ("checkout", person.checkout_token),
-        ("cart", person.cart_token),
-    ]
-    client_id = person.client_id or next(
-        (
-            found
-            for kind, value in candidates
-            if value and (found := client_for(runtime.redis, event.shop, kind, value))
-        ),
-        None,
-    )
+    client_id = person.client_id or _find_client(runtime.redis, event)
     if client_id is None:
         return event
 
     seconds = runtime.config.visitor_profile_days * 24 * 3600
-    email = matchkeys.email(person.email)
-    for kind, value in [
-        *candidates,
-        ("customer", person.customer_id),
-        ("email", matchkeys.sha256(email) if email else None),
-    ]:
-        if value:
-            link(runtime.redis, event.shop, client_id, kind, value, seconds)
+    if event.origin.startswith("webhook:"):
+        # Only an authenticated webhook may say who the visitor is.
+        _link_webhook_ids(runtime.redis, event, client_id, seconds)
+        _remember_identity(runtime.redis, event, client_id, seconds)
 
     known = profile(runtime.redis, event.shop, client_id)
-    if (
-        known.get("consent_marketing") == "0"
-        or known.get("consent_sale_of_data") == "0"
-    ):
+    consent = _consent(event.consent, known)
+    person = dataclasses.replace(person, client_id=client_id)
+    if consent.marketing is False or consent.sale_of_data is False:
         # The visitor refused: what the browser told Relay is not used.
         log.info(
             "%s %s for %s: visitor refused marketing or sale of data, "
@@ -237,36 +208,153 @@ def resolve(runtime: Runtime, event: Event) -> Event:
             event.event_id,
             event.shop,
         )
-        return dataclasses.replace(
-            event, person=dataclasses.replace(person, client_id=client_id)
-        )
-    click_ids = dict(person.click_ids)
-    if "epik" not in click_ids and known.get("click_id"):
-        click_ids["epik"] = known["click_id"]
-    enriched = dataclasses.replace(
-        person,
-        client_id=client_id,
-        ip=person.ip or known.get("ip") or None,
-        user_agent=person.user_agent or known.get("user_agent") or None,
-        click_ids=click_ids,
-    )
+        return dataclasses.replace(event, person=person, consent=consent)
+
+    enriched = _fill(person, known)
     filled = [
-        name
-        for name, before, after in (
-            ("click id", person.click_ids.get("epik"), click_ids.get("epik")),
-            ("IP", person.ip, enriched.ip),
-            ("user agent", person.user_agent, enriched.user_agent),
+        label
+        for label, name in (
+            ("click id", "click_ids"),
+            ("IP", "ip"),
+            ("user agent", "user_agent"),
+            ("email", "email_sha256"),
+            ("phone", "phone_sha256"),
+            ("customer id", "customer_id"),
         )
-        if before != after
+        if getattr(person, name) != getattr(enriched, name)
     ]
     log.info(
-        "%s %s for %s: visitor found; from the pixel's profile: %s",
+        "%s %s for %s: visitor found; from the profile: %s",
         event.name,
         event.event_id,
         event.shop,
-        ", ".join(filled) or "nothing (the payload had it all)",
+        ", ".join(filled) or "nothing (the event had it all)",
     )
-    return dataclasses.replace(event, person=enriched)
+    return dataclasses.replace(event, person=enriched, consent=consent)
+
+
+def _find_client(connection: redis.Redis, event: Event) -> str | None:
+    for kind, value in _token_links(event):
+        if value and (found := client_for(connection, event.shop, kind, value)):
+            return found
+    return None
+
+
+def _token_links(event: Event) -> list[tuple[str, str | None]]:
+    return [
+        ("order", event.commerce.order_id),
+        ("checkout", event.person.checkout_token),
+        ("cart", event.person.cart_token),
+    ]
+
+
+def _link_webhook_ids(
+    connection: redis.Redis, event: Event, client_id: str, seconds: int
+) -> None:
+    person = event.person
+    email = matchkeys.email(person.email)
+    for kind, value in [
+        *_token_links(event),
+        ("customer", person.customer_id),
+        ("email", matchkeys.sha256(email) if email else None),
+    ]:
+        if value:
+            link(connection, event.shop, client_id, kind, value, seconds)
+
+
+def _remember_identity(
+    connection: redis.Redis, event: Event, client_id: str, seconds: int
+) -> None:
+    """Keep who a webhook says the visitor is, as digests and an id."""
+    person = event.person
+    identity = {
+        "em": matchkeys.email_sha256(person.email),
+        "ph": matchkeys.phone_sha256(person.phone, person.country),
+        "customer_id": person.customer_id,
+    }
+    found = {name: value for name, value in identity.items() if value}
+    if found:
+        key = keys.visitor(event.shop, client_id)
+        pipe = connection.pipeline()
+        pipe.hset(key, mapping=found)  # type: ignore[arg-type]
+        pipe.expire(key, seconds)
+        pipe.execute()
+
+
+def _note_stated_identity(
+    connection: redis.Redis,
+    shop: str,
+    client_id: str,
+    envelope: dict[str, Any],
+    seconds: int,
+) -> None:
+    """Keep who the visitor's own browser says they are, if nothing better.
+
+    A logged-in customer, or the contact typed into the checkout. It is
+    only ever used for this visitor's own events (a stranger's beacon can
+    claim any email, as it could on any browser tag), it never links, and
+    a webhook's identity replaces it.
+    """
+    customer = envelope.get("customer") or {}
+    checkout = envelope["event"].get("data", {}).get("checkout")
+    checkout = checkout if isinstance(checkout, dict) else {}
+    billing = checkout.get("billingAddress")
+    country = billing.get("countryCode") if isinstance(billing, dict) else None
+    stated = {
+        "em": matchkeys.email_sha256(
+            _text_or_none(customer.get("email") or checkout.get("email"))
+        ),
+        "ph": matchkeys.phone_sha256(
+            _text_or_none(customer.get("phone") or checkout.get("phone")),
+            _text_or_none(country),
+        ),
+        "customer_id": shopify_id(customer.get("id")),
+    }
+    key = keys.visitor(shop, client_id)
+    pipe = connection.pipeline()
+    for name, value in stated.items():
+        if value:
+            pipe.hsetnx(key, name, value)
+    pipe.expire(key, seconds)
+    pipe.execute()
+
+
+def _consent(own: Consent, known: dict[str, str]) -> Consent:
+    """The event's own consent, else the visitor's last known."""
+
+    def flag(value: bool | None, stored: str | None) -> bool | None:
+        if value is not None:
+            return value
+        return {"1": True, "0": False}.get(stored or "")
+
+    return Consent(
+        marketing=flag(own.marketing, known.get("consent_marketing")),
+        analytics=own.analytics,
+        sale_of_data=flag(own.sale_of_data, known.get("consent_sale_of_data")),
+    )
+
+
+def _fill(person: Person, known: dict[str, str]) -> Person:
+    click_ids = dict(person.click_ids)
+    if "epik" not in click_ids and known.get("click_id"):
+        click_ids["epik"] = known["click_id"]
+    has_email = bool(person.email or person.email_sha256)
+    has_phone = bool(person.phone or person.phone_sha256)
+    return dataclasses.replace(
+        person,
+        ip=person.ip or known.get("ip") or None,
+        user_agent=person.user_agent or known.get("user_agent") or None,
+        click_ids=click_ids,
+        email_sha256=person.email_sha256
+        or (None if has_email else known.get("em") or None),
+        phone_sha256=person.phone_sha256
+        or (None if has_phone else known.get("ph") or None),
+        customer_id=person.customer_id or known.get("customer_id") or None,
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) <= 320 else None
 
 
 def profile(connection: redis.Redis, shop: str, client_id: str) -> dict[str, str]:
@@ -286,7 +374,7 @@ def forget(connection: redis.Redis, shop: str, client_id: str) -> int:
     return int(connection.delete(keys.visitor(shop, client_id), links_key, *link_keys))
 
 
-def _time(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
     if not isinstance(text, str):
         return None
     try:
@@ -296,8 +384,8 @@ def _time(text: Any) -> datetime | None:
     return moment if moment.tzinfo else None
 
 
-def _valid_ip(ip: str | None) -> bool:
-    """An address a platform can match: not loopback, link-local or a LAN's.
+def usable_ip(ip: str | None) -> str | None:
+    """`ip` if a platform can match it: not loopback, link-local or a LAN's.
 
     A beacon from a machine on the same network as Relay (a developer, a
     proxy that does not forward the client's address) carries no visitor's
@@ -306,7 +394,7 @@ def _valid_ip(ip: str | None) -> bool:
     try:
         address = ipaddress.ip_address(ip or "")
     except ValueError:
-        return False
+        return None
     internal = (
         address.is_loopback
         or address.is_link_local
@@ -314,7 +402,7 @@ def _valid_ip(ip: str | None) -> bool:
         or address.is_unspecified
         or any(address in network for network in INTERNAL_NETWORKS)
     )
-    return not internal
+    return None if internal else str(address)
 
 
 def _text(value: Any) -> str | None:

@@ -122,6 +122,9 @@ def config(tmp_path: Path, database_url: str) -> Config:
         secret_keys=(Fernet.generate_key().decode(),),
         plugins_file=ROOT / "plugins.toml",
         queue_name="relay-test",
+        # Most tests are about one webhook and send at once; those about
+        # waiting for the pixel set a wait of their own.
+        browser_wait_seconds=0,
     )
 
 

@@ -336,20 +336,34 @@ def test_events_older_than_seven_days_are_skipped_not_sent(
         assert (delivery.status, delivery.reason) == ("skipped", "too old")
 
 
-def test_cart_webhooks_are_kept_for_matching_and_send_nothing(
+def test_cart_webhooks_with_no_visitor_make_add_to_carts_skipped_for_no_match_keys(
     client, runtime, pinterest, connected_shop
 ):
     post_fixture(client, "carts_create.json")
     post_fixture(client, "carts_update.json")
     work(runtime)
 
+    # A cart webhook names no one; without the pixel's visitor there is
+    # nothing Pinterest could match.
     assert pinterest.requests == []
-    stored = json.loads(
-        runtime.redis.get(
-            keys.cart(SHOP, "Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx")
-        )
-    )
-    assert stored["lines"] == [
+    with runtime.db.session() as session:
+        rows = session.execute(
+            select(EventRecord.event_id, Delivery.status, Delivery.reason)
+            .join(Delivery, Delivery.event_pk == EventRecord.id)
+            .order_by(EventRecord.event_id)
+        ).all()
+    cart = "Z2NwLXVzLWVhc3QxOjAxSlpYNEVYQU1QTEVDQVJUMDAwMDAwMDAx"
+    assert [tuple(row) for row in rows] == [
+        (f"{cart}:44012345678901:1", "skipped", "no match keys"),
+        (f"{cart}:44012345678901:2", "skipped", "no match keys"),
+        (f"{cart}:44012345678902:1", "skipped", "no match keys"),
+    ]
+    stored = json.loads(runtime.redis.get(keys.cart(SHOP, cart)))
+    assert [state["updated_at"] for state in stored["states"]] == [
+        "2026-07-14T14:12:40.118Z",
+        "2026-07-14T14:15:02.611Z",
+    ]
+    assert stored["states"][1]["lines"] == [
         {
             "variant_id": "44012345678901",
             "product_id": "8012345678901",

@@ -75,8 +75,8 @@ def another_visitor(
 
 
 def browser_data(pinterest) -> dict[str, str]:
-    """The browser-side match keys of the one event Pinterest received."""
-    (event,) = pinterest.events
+    """The browser-side match keys of the one purchase Pinterest received."""
+    (event,) = [e for e in pinterest.events if e["event_name"] == "checkout"]
     wanted = ("click_id", "client_ip_address", "client_user_agent")
     return {k: v for k, v in event["user_data"].items() if k in wanted}
 
@@ -118,6 +118,9 @@ def test_checkout_beacon_builds_the_visitor_s_profile_and_links(client, runtime,
         "consent_sale_of_data": "1",
         "click_id": EPIK,
         "click_id_at": "2026-07-14T14:21:34.907000+00:00",
+        # The contact typed into the checkout, as digests only.
+        "em": hashlib.sha256(b"jane@example.com").hexdigest(),
+        "ph": hashlib.sha256(b"15555550100").hexdigest(),
     }
     for kind, value in (("cart", CART), ("checkout", CHECKOUT)):
         assert visitors.client_for(runtime.redis, SHOP, kind, value) == CLIENT
@@ -333,6 +336,7 @@ def test_customer_redact_deletes_the_visitor_linked_to_their_order(
         "another-click",
         cart_token="othercart",
     )
+    other["event"]["url"] = "https://www.example-shop.com/collections/all"
     post_beacon(client, other, ip="198.51.100.7")
     post_fixture(client, "orders_create.json")  # links the order to the visitor
     work(runtime)
@@ -384,7 +388,10 @@ def test_order_without_click_id_gets_the_pixel_s_click_id_ip_and_user_agent(
         "client_ip_address": VISITOR_IP,
         "client_user_agent": page["event"]["user_agent"],
     }
-    assert pinterest.events[0]["event_id"] == ORDER
+    assert [e["event_id"] for e in pinterest.events] == [
+        page["event"]["id"],  # the page view itself, from the pixel
+        ORDER,
+    ]
 
 
 def test_the_order_s_own_browser_data_wins_over_the_profile(
@@ -542,10 +549,10 @@ def test_the_log_says_what_the_profile_filled_in(
 
     log = process_log()
     assert (
-        f"purchase {ORDER} for {SHOP}: visitor found; from the pixel's profile: "
-        "nothing (the payload had it all)"
+        f"purchase {ORDER} for {SHOP}: visitor found; from the profile: "
+        "nothing (the event had it all)"
     ) in log
     assert (
-        f"purchase 6123456789099 for {SHOP}: visitor found; from the pixel's "
+        f"purchase 6123456789099 for {SHOP}: visitor found; from the "
         "profile: click id, IP, user agent"
     ) in log

@@ -69,6 +69,9 @@ def receive() -> Response:
             request.remote_addr,
             runtime.clock.now(),
         )
+    except BadInput as error:
+        log.info("beacon refused for %s: %s", beacon.shop, error.reason)
+        return _answer(error.status, error.reason)
     except redis.RedisError as error:
         log.error(
             "beacon from %s: Redis unreachable (%s)", beacon.shop, type(error).__name__

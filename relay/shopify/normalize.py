@@ -219,6 +219,13 @@ def _money(money_set: Any, side: str) -> tuple[str | None, Decimal | None]:
     return _currency(money.get("currency_code")), _decimal(money.get("amount"))
 
 
+def money_amount(money: Any) -> tuple[str | None, Decimal | None]:
+    """A pixel event's MoneyV2 (`{amount, currencyCode}`, the buyer's money)."""
+    if not isinstance(money, Mapping):
+        return None, None
+    return _currency(money.get("currencyCode")), _decimal(money.get("amount"))
+
+
 def _items(lines: Any, side: str) -> tuple[Item, ...]:
     items = []
     for line in _list(lines):

@@ -57,6 +57,11 @@ def format_event(event: Event) -> FormattedEvent:
         "user_data": user_data,
     }
     custom_data = _custom_data(event)
+    if event.consent.sale_of_data is False:
+        # The visitor refused the sale of their data: Pinterest is asked to
+        # treat the event under Limited Data Processing.
+        payload["opt_out"] = True
+        custom_data["opt_out_type"] = "LDP"
     if custom_data:
         payload["custom_data"] = custom_data
     if event.source_url:
@@ -84,8 +89,8 @@ def _user_data(event: Event) -> dict[str, Any]:
     person = event.person
     country = person.country
     digests = {
-        "em": matchkeys.hashed(matchkeys.email(person.email), person.email),
-        "ph": matchkeys.hashed(matchkeys.phone(person.phone, country), person.phone),
+        "em": matchkeys.email_sha256(person.email) or person.email_sha256,
+        "ph": matchkeys.phone_sha256(person.phone, country) or person.phone_sha256,
         "fn": matchkeys.hashed(matchkeys.name(person.first_name), person.first_name),
         "ln": matchkeys.hashed(matchkeys.name(person.last_name), person.last_name),
         "ct": matchkeys.hashed(matchkeys.city(person.city), person.city),
@@ -132,6 +137,8 @@ def _custom_data(event: Event) -> dict[str, Any]:
         data["num_items"] = commerce.num_items
     if commerce.order_id:
         data["order_id"] = commerce.order_id
+    if event.search_string:
+        data["search_string"] = event.search_string
     return data
 
 
