@@ -271,11 +271,14 @@ def destinations_set(
 @click.option("--limit", default=20, show_default=True)
 @click.option(
     "--summary",
-    "summary_hours",
-    type=click.IntRange(1, 24 * 90),
-    default=None,
-    metavar="HOURS",
-    help="Instead, count the last HOURS' deliveries by status and reason.",
+    is_flag=True,
+    help="Count deliveries by destination, status and reason instead.",
+)
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="With --summary: from TIME (ISO 8601, UTC if no offset); "
+    "default the last 24 hours.",
 )
 @click.pass_obj
 def deliveries(
@@ -285,14 +288,15 @@ def deliveries(
     order_id: str | None,
     customer_id: str | None,
     limit: int,
-    summary_hours: int | None,
+    summary: bool,
+    since: str | None,
 ) -> None:
     """The most recent deliveries, newest first."""
     from relay.admin import DeliveryFilter, delivery_summary, recent_deliveries
 
-    if summary_hours is not None:
-        since = datetime.now(timezone.utc) - timedelta(hours=summary_hours)
-        for line in delivery_summary(config, shop, since):
+    if summary:
+        start = _time_option(since) or datetime.now(timezone.utc) - timedelta(days=1)
+        for line in delivery_summary(config, shop, start):
             click.echo(line)
         return
     wanted = DeliveryFilter(shop, status, order_id, customer_id)
@@ -412,6 +416,18 @@ def _runtime(config: Config) -> Any:
             "(it runs an embedded Redis)"
         )
     return Runtime.build(config, redis_url=url)
+
+
+def _time_option(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time", param_hint="--since"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _read_json(file: Path) -> dict[str, Any]:

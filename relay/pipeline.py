@@ -317,16 +317,17 @@ def _record(
 
 
 def _browser_wait(runtime: Runtime, event: Event) -> int:
-    """How long a webhook's event waits for the pixel to name its visitor.
+    """How long a webhook's event waits before it is sent.
 
-    Only web actions from a webhook whose visitor is not known yet: the
-    pixel's beacons for the same action are usually seconds behind.
+    A web action whose visitor is not known yet waits for the pixel's
+    beacons, usually seconds behind. A cart's add-to-carts always wait: a
+    late webhook with an earlier state of the cart may split an increase.
     """
-    if (
-        event.origin.startswith("webhook:")
-        and event.action_source is ActionSource.WEB
-        and event.person.client_id is None
-    ):
+    if not event.origin.startswith("webhook:"):
+        return 0
+    if event.action_source is not ActionSource.WEB:
+        return 0
+    if event.name is EventName.ADD_TO_CART or event.person.client_id is None:
         return runtime.config.browser_wait_seconds
     return 0
 
@@ -437,7 +438,6 @@ def enqueue_delivery(
     options: dict[str, Any] = dict(
         job_id=keys.delivery_job(delivery_id),
         description="deliver event",
-        timeout=config.job_timeout_seconds,
         result_ttl=config.job_result_seconds,
         failure_ttl=config.job_failure_seconds,
         retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600, 7200, 14400]),
@@ -445,6 +445,19 @@ def enqueue_delivery(
     )
     target = queue or runtime.queue
     if wait:
-        target.enqueue_in(timedelta(seconds=wait), DELIVER, delivery_id, **options)
+        # enqueue_in passes unknown keywords to the job: its timeout is
+        # spelled job_timeout there.
+        target.enqueue_in(
+            timedelta(seconds=wait),
+            DELIVER,
+            delivery_id,
+            job_timeout=config.job_timeout_seconds,
+            **options,
+        )
     else:
-        target.enqueue_call(DELIVER, args=(delivery_id,), **options)
+        target.enqueue_call(
+            DELIVER,
+            args=(delivery_id,),
+            timeout=config.job_timeout_seconds,
+            **options,
+        )

@@ -60,6 +60,9 @@ export function startRelayPixel({analytics, browser, init, settings, fetch} = {}
               init,
               consent,
               click: await clickId,
+              // Read now: the first add-to-cart creates the cart after the
+              // page (and init) loaded.
+              cart: (await guardAsync(() => cartTokenFromCookie(browser))) || null,
             });
             await send(fetch, endpoint, envelope);
           }),
@@ -69,7 +72,7 @@ export function startRelayPixel({analytics, browser, init, settings, fetch} = {}
   }
 }
 
-export function buildEnvelope({shop, event, init, consent, click}) {
+export function buildEnvelope({shop, event, init, consent, click, cart}) {
   const location = event?.context?.document?.location || {};
   return {
     v: ENVELOPE_VERSION,
@@ -77,7 +80,8 @@ export function buildEnvelope({shop, event, init, consent, click}) {
     sent_at: new Date().toISOString(),
     consent,
     click_id: click || null,
-    cart_token: cartToken(init) || null,
+    cart_token: cart || cartToken(init) || null,
+    customer: loggedInCustomer(init),
     event: {
       id: String(event.id),
       name: String(event.name),
@@ -134,6 +138,33 @@ export function cartToken(init) {
   if (typeof id !== 'string') return null;
   const match = /^gid:\/\/shopify\/Cart\/([^?]+)/.exec(id);
   return match ? match[1] : null;
+}
+
+// The cart cookie holds `<token>?key=<secret>`, URL-encoded; only the token
+// is sent.
+export async function cartTokenFromCookie(browser) {
+  const raw = decodeSafely(await browser.cookie.get('cart'));
+  const token = raw ? raw.split('?')[0] : null;
+  return token && CART_TOKEN.test(token) ? token : null;
+}
+
+const CART_TOKEN = /^[A-Za-z0-9_=+/.-]{1,255}$/;
+
+// A logged-in customer, as Shopify tells the pixel. Relay keeps only
+// digests of the email and phone, for this visitor's own events.
+export function loggedInCustomer(init) {
+  const customer = init?.data?.customer;
+  if (!customer || typeof customer !== 'object') return null;
+  const id = String(customer.id ?? '').replace(/^gid:\/\/shopify\/Customer\//, '');
+  const text = (value, length) =>
+    typeof value === 'string' && value && value.length <= length
+      ? wellFormed(value)
+      : null;
+  return {
+    id: /^[0-9]{1,20}$/.test(id) ? id : null,
+    email: text(customer.email, 320),
+    phone: text(customer.phone, 64),
+  };
 }
 
 export function readConsent(privacy) {

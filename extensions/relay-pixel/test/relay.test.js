@@ -8,6 +8,7 @@ import {
   SUBSCRIBED_EVENTS,
   cartToken,
   clickIdFromUrl,
+  loggedInCustomer,
   startRelayPixel,
 } from '../src/relay.js';
 
@@ -110,6 +111,7 @@ test('a landing page with epik sends it, kept in a first-party cookie', async ()
     consent: {analytics: true, marketing: true, preferences: false, sale_of_data: true},
     click_id: {epik: EPIK, source: 'url'},
     cart_token: CART_TOKEN,
+    customer: null,
     event: {
       id: pageViewed.id,
       name: 'page_viewed',
@@ -250,4 +252,38 @@ test('an event without a client id is not sent', async () => {
   await emit(shopify, page);
 
   assert.deepEqual(shopify.sent, []);
+});
+
+test('an add-to-cart names the cart the cookie holds, made after the page loaded', async () => {
+  const added = fixture('pixel_product_added_to_cart.json');
+  const shopify = fakeShopify({cookies: {cart: encodeURIComponent('newcart42?key=s3cret')}});
+  shopify.api.init.data.cart = null; // the page loaded with no cart yet
+  startRelayPixel(shopify.api);
+
+  await emit(shopify, added);
+
+  const [{body}] = shopify.sent;
+  assert.equal(body.cart_token, 'newcart42');
+  assert.equal(body.event.data.cartLine.merchandise.id, '44012345678901');
+});
+
+test('a logged-in customer is named; odd values are left out', () => {
+  const init = (customer) => ({data: {customer}});
+  assert.deepEqual(
+    loggedInCustomer(
+      init({id: '7712345678901', email: 'jane@example.com', phone: '+15555550100'}),
+    ),
+    {id: '7712345678901', email: 'jane@example.com', phone: '+15555550100'},
+  );
+  assert.deepEqual(
+    loggedInCustomer(init({id: 'gid://shopify/Customer/77', email: 5, phone: ''})),
+    {id: '77', email: null, phone: null},
+  );
+  assert.deepEqual(loggedInCustomer(init({id: '1; drop', email: 'x'.repeat(321)})), {
+    id: null,
+    email: null,
+    phone: null,
+  });
+  assert.equal(loggedInCustomer(init(null)), null);
+  assert.equal(loggedInCustomer({}), null);
 });
