@@ -22,6 +22,7 @@ from relay import visitors
 from relay.models import Delivery, EventRecord, Shop
 from tests.conftest import (
     SHOP,
+    configure_destination,
     connect_pinterest,
     fixture_bytes,
     post_fixture,
@@ -557,3 +558,37 @@ def test_customer_redact_deletes_the_visitor_s_page_views_too(
     with runtime.db.session() as session:
         assert session.scalars(select(EventRecord)).all() == []
     assert visitors.profile(runtime.redis, SHOP, CLIENT) == {}
+
+
+def test_event_types_turned_off_are_skipped(client, runtime, pinterest, connected_shop):
+    configure_destination(runtime, "pinterest", {"events": "checkout,add_to_cart"})
+    post_beacon(client, envelope("pixel_page_viewed.json"), ip=PIXEL_IP)
+    work(runtime)
+
+    assert pinterest.requests == []
+    with runtime.db.session() as session:
+        delivery = session.scalars(select(Delivery)).one()
+        assert (delivery.status, delivery.reason) == (
+            "skipped",
+            "event type turned off",
+        )
+
+
+def test_an_unknown_event_type_is_refused_with_the_reason(runtime, cli_env):
+    from click.testing import CliRunner
+
+    from relay.cli import cli
+
+    result = CliRunner().invoke(
+        cli,
+        ["destinations", "set", "pinterest", "--shop", SHOP]
+        + ["--set", "events=checkout,purchase"],
+        env=cli_env,
+    )
+
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: events: 'checkout,purchase' is not valid (Pinterest event names, "
+        "comma-separated; leave out any a browser Pinterest Tag already sends "
+        "with other event ids (docs/pinterest.md))\n"
+    )

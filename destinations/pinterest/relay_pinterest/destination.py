@@ -21,15 +21,19 @@ from relay.destinations import (
     Outcome,
     Setting,
     SettingKind,
+    Skip,
 )
 from relay.errors import PermanentDelivery, RetryableDelivery
 from relay.events import Event
-from relay_pinterest.format import format_event
+from relay_pinterest.format import EVENT_NAMES, format_event
 
 log = logging.getLogger(__name__)
 
 API_BASE = "https://api.pinterest.com"
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+# Pinterest's names of the events Relay makes.
+SENDABLE = tuple(dict.fromkeys(EVENT_NAMES.values()))
+_ONE_OF = "|".join(SENDABLE)
 
 
 class PinterestDestination(Destination):
@@ -54,6 +58,15 @@ class PinterestDestination(Destination):
             help="Ads Manager → Conversions → Conversion access token",
         ),
         Setting(
+            "events",
+            "Events to send",
+            default=",".join(SENDABLE),
+            pattern=f"({_ONE_OF})(,({_ONE_OF}))*",
+            help="Pinterest event names, comma-separated; leave out any a "
+            "browser Pinterest Tag already sends with other event ids "
+            "(docs/pinterest.md)",
+        ),
+        Setting(
             "api_base",
             "API base URL",
             kind=SettingKind.URL,
@@ -71,7 +84,11 @@ class PinterestDestination(Destination):
         self._ssl_context = ssl.create_default_context(cafile=certifi.where())
 
     def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:
-        return format_event(event)
+        formatted = format_event(event)
+        wanted = str(config.get("events", ",".join(SENDABLE))).split(",")
+        if formatted.payload["event_name"] not in wanted:
+            raise Skip("event type turned off")
+        return formatted
 
     def request_body(self, batch: Sequence[FormattedEvent]) -> dict[str, Any]:
         return {"data": [formatted.payload for formatted in batch]}
