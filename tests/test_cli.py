@@ -105,7 +105,7 @@ def test_preview_of_a_topic_that_makes_no_event_says_so(env):
     )
 
     assert result.exit_code == 1
-    assert "carts/create makes no event" in result.output
+    assert "carts/create makes no event from its payload alone" in result.output
 
 
 def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path):

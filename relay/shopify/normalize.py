@@ -457,5 +457,8 @@ def event_for_topic(shop: str, topic: str, payload: Payload) -> Event:
     build = EVENT_TOPICS.get(topic)
     if build is None:
         known = ", ".join(EVENT_TOPICS)
-        raise BadInput(f"{topic} makes no event (topics that do: {known})")
+        raise BadInput(
+            f"{topic} makes no event from its payload alone (topics that do: "
+            f"{known}; a cart's add-to-carts depend on its earlier states)"
+        )
     return build(shop, payload, topic)
