@@ -16,6 +16,7 @@ from relay.destinations import SettingKind
 from relay.errors import ConfigError
 from relay.models import (
     Delivery,
+    DestinationConnection,
     DestinationSetting,
     EventRecord,
     PrivacyReport,
@@ -88,6 +89,7 @@ def set_destination(
     changes: Mapping[str, str],
     test_mode: bool | None,
     enabled: bool | None,
+    conflict_policy: str | None = None,
 ) -> Iterator[str]:
     if not SHOP_DOMAIN.fullmatch(shop_domain):
         raise ConfigError(f"{shop_domain!r} is not a myshopify.com domain")
@@ -107,7 +109,7 @@ def set_destination(
     now = datetime.now(timezone.utc)
     with db.session() as session:
         shop = ensure_shop(session, shop_domain, now)
-        save_destination(
+        row = save_destination(
             session,
             keyring,
             plugins,
@@ -118,6 +120,8 @@ def set_destination(
             enabled=enabled,
             test_mode=test_mode,
         )
+        if conflict_policy is not None:
+            row.conflict_policy = conflict_policy
         plugins.config_for(shop_domain, name, *_stored(session, keyring, shop, name))
     yield f"{name} for {shop_domain}: saved"
 
@@ -196,6 +200,9 @@ def rotate_secrets(config: Config) -> int:
             count += 1
         for report in session.scalars(select(PrivacyReport)):
             report.encrypted_content = keyring.rotate(report.encrypted_content)
+            count += 1
+        for connection in session.scalars(select(DestinationConnection)):
+            connection.encrypted_grant = keyring.rotate(connection.encrypted_grant)
             count += 1
     return count
 

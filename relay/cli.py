@@ -232,6 +232,12 @@ def destinations_list(config: Config, shop: str | None) -> None:
 )
 @click.option("--test-mode/--live", default=None, help="Send as test events, or live.")
 @click.option("--enable/--disable", default=None)
+@click.option(
+    "--conflict-policy",
+    type=click.Choice(["send", "hold"]),
+    help="While a conflict stands unacknowledged: keep sending purchases "
+    "(flagged), or hold them back.",
+)
 @click.pass_obj
 def destinations_set(
     config: Config,
@@ -240,6 +246,7 @@ def destinations_set(
     assignments: tuple[str, ...],
     test_mode: bool | None,
     enable: bool | None,
+    conflict_policy: str | None,
 ) -> None:
     """Change a shop's settings for destination NAME."""
     from relay.admin import set_destination
@@ -252,8 +259,126 @@ def destinations_set(
         if value == "-":
             value = click.prompt(key, hide_input=True)
         changes[key.strip()] = value
-    for line in set_destination(config, shop, name, changes, test_mode, enable):
+    for line in set_destination(
+        config, shop, name, changes, test_mode, enable, conflict_policy
+    ):
         click.echo(line)
+    _queue_conflict_check(config, shop, name)
+
+
+def _queue_conflict_check(config: Config, shop: str, name: str) -> None:
+    """Settings changed: check conflicts again, if a worker can be reached."""
+    from relay import conflicts
+
+    try:
+        conflicts.queue_check(_runtime(config), shop, name)
+    except (click.ClickException, RelayError, OSError) as error:
+        reason = error.message if isinstance(error, click.ClickException) else error
+        click.echo(f"conflict check not queued ({reason}); run `relay check-conflicts`")
+        return
+    click.echo("conflict check queued")
+
+
+@destinations.command("connect")
+@click.argument("name")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option("--account", "account_id", help="The ad account to send to.")
+@click.option("--tag", "tag_id", help="The account's tag to compare against.")
+@click.option(
+    "--port",
+    default=8085,
+    show_default=True,
+    help="Local port the platform redirects back to (register "
+    "http://localhost:PORT/callback as a redirect URI of your app).",
+)
+@click.option("--wait", default=300, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def destinations_connect(
+    config: Config,
+    name: str,
+    shop: str,
+    account_id: str | None,
+    tag_id: str | None,
+    port: int,
+    wait: int,
+) -> None:
+    """Connect SHOP to destination NAME by OAuth, from a terminal.
+
+    Prints the platform's authorization URL, waits for the redirect back on
+    localhost, then lists the ad accounts to choose from and saves the
+    settings (a conversion token is minted for sending).
+    """
+    from relay import conflicts, connections
+    from relay.localcallback import wait_for_callback
+
+    runtime = _runtime(config)
+    redirect_uri = f"http://localhost:{port}/callback"
+    url = connections.start(runtime, shop, name, redirect_uri)
+    click.echo(f"Open this address in a browser and allow Relay:\n\n  {url}\n")
+    params = wait_for_callback(port, wait)
+    if params.get("error"):
+        raise click.ClickException(f"not connected: {params['error']}")
+    connections.finish(runtime, name, params.get("state", ""), params.get("code", ""))
+    click.echo(f"{name} connected for {shop}.")
+
+    accounts = connections.accounts(runtime, shop, name)
+    account_id = account_id or _choose("ad account", accounts)
+    tags = connections.tags(runtime, shop, name, account_id)
+    if tag_id is None and len(tags) > 1:
+        tag_id = _choose("tag", tags)
+    saved = connections.choose_account(runtime, shop, name, account_id, tag_id)
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(saved.items()))
+    click.echo(f"saved: {shown} (and a conversion token, never shown)")
+    conflicts.queue_check(runtime, shop, name)
+    click.echo("conflict check queued; see `relay check-conflicts`")
+
+
+def _choose(what: str, choices: list[Any]) -> str:
+    if not choices:
+        raise click.ClickException(f"the connection sees no {what}")
+    if len(choices) == 1:
+        return str(choices[0].id)
+    for number, choice in enumerate(choices, 1):
+        click.echo(f"  {number}. {choice.name} ({choice.id}) {choice.detail}".rstrip())
+    picked = click.prompt(f"Which {what}", type=click.IntRange(1, len(choices)))
+    return str(choices[picked - 1].id)
+
+
+@cli.command("check-conflicts")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option("--destination", "only", help="Only this destination.")
+@click.pass_obj
+def check_conflicts(config: Config, shop: str, only: str | None) -> None:
+    """Check now whether a native integration also sends SHOP's conversions."""
+    from relay import conflicts
+    from relay.shops import active_destinations, find_shop
+
+    runtime = _runtime(config)
+    with runtime.db.session() as session:
+        shop_row = find_shop(session, shop)
+        if shop_row is None:
+            raise click.ClickException(f"no shop {shop!r} (see `relay shops list`)")
+        names = [only] if only else active_destinations(session, shop_row)
+    if not names:
+        raise click.ClickException(f"{shop} has no destination set up")
+    for name in names:
+        for line in conflicts.describe(conflicts.check(runtime, shop, name)):
+            click.echo(line)
+
+
+@cli.command("acknowledge-conflict")
+@click.argument("finding_id")
+@click.option("--shop", required=True, help="The shop's myshopify.com domain.")
+@click.option("--destination", default="pinterest", show_default=True)
+@click.pass_obj
+def acknowledge_conflict(
+    config: Config, finding_id: str, shop: str, destination: str
+) -> None:
+    """Record that the merchant has seen finding FINDING_ID and acted on it."""
+    from relay import conflicts
+
+    finding = conflicts.acknowledge(_runtime(config), shop, destination, finding_id)
+    click.echo(f"acknowledged: {finding.signal}: {finding.summary}")
 
 
 # -- the log and maintenance ------------------------------------------------------

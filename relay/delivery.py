@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from relay import consent, keys, visitors
+from relay import conflicts, consent, keys, visitors
 from relay.destinations import (
     Destination,
     DestinationConfig,
@@ -27,7 +27,7 @@ from relay.errors import (
     PermanentDelivery,
     RetryableDelivery,
 )
-from relay.events import Event
+from relay.events import Event, EventName
 from relay.models import Delivery
 from relay.runtime import Runtime
 from relay.shops import destination_config
@@ -45,6 +45,8 @@ class Prepared:
     destination: Destination
     config: DestinationConfig
     formatted: FormattedEvent
+    # Set when a purchase goes out while a conflict stands unacknowledged.
+    conflict: str | None = None
 
 
 def deliver(runtime: Runtime, delivery_id: int) -> None:
@@ -102,6 +104,9 @@ def deliver(runtime: Runtime, delivery_id: int) -> None:
     (result,) = results
     status = "sent" if result.outcome == Outcome.SENT else "failed"
     log.info("%s: %s (HTTP %s)", label, status, result.http_status)
+    warnings = [w for w in (result.warning, prepared.conflict) if w]
+    if prepared.conflict:
+        log.warning("%s: %s", label, prepared.conflict)
     _update(
         runtime,
         delivery_id,
@@ -109,7 +114,7 @@ def deliver(runtime: Runtime, delivery_id: int) -> None:
         None,
         result.http_status,
         result.error,
-        warning=result.warning,
+        warning="; ".join(warnings) or None,
     )
 
 
@@ -150,6 +155,10 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
     # purchase waits for it): what is known of the visitor now is used.
     event = visitors.resolve(runtime, Event.from_json(stored))
     held_back = consent.refusal(delivery.shop.consent_policy, event.consent)
+    if event.name is EventName.PURCHASE and held_back is None:
+        held_back = conflicts.held_by_conflict(
+            session, delivery.shop, delivery.destination
+        )
     if held_back is not None:
         return skip(held_back)
 
@@ -172,7 +181,12 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
             "%s: the %s plugin could not format it", label, delivery.destination
         )
         return skip("destination could not format the event", status="failed")
-    return Prepared(destination, config, formatted)
+    conflict = (
+        conflicts.flag(session, delivery.shop, delivery.destination)
+        if event.name is EventName.PURCHASE
+        else None
+    )
+    return Prepared(destination, config, formatted, conflict)
 
 
 def give_up(runtime: Runtime, delivery_id: int, error: BaseException) -> None:

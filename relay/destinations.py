@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -103,6 +103,66 @@ class DestinationConfig:
         return default if value is None else value
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What a platform's OAuth token endpoint gave: tokens and their lives."""
+
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    refresh_expires_at: datetime | None = None
+    scope: str = ""
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account the connected user may send events to (an ad account)."""
+
+    id: str
+    name: str
+    detail: str = ""  # e.g. the currency, for telling accounts apart
+
+
+class OAuthClient(ABC):
+    """How a destination connects to its platform by OAuth.
+
+    The core signs the `state`, receives the callback, stores the grant
+    encrypted, refreshes it before it expires, and saves the settings
+    `settings_for` returns. Raise `relay.errors.PlatformRefused` for a
+    refused code, token or request, and `PlatformUnavailable` for what may
+    pass.
+    """
+
+    @abstractmethod
+    def authorize_url(self, state: str, redirect_uri: str) -> str:
+        """Where to send the merchant to allow Relay access."""
+
+    @abstractmethod
+    def exchange(self, code: str, redirect_uri: str) -> Grant:
+        """The grant an authorization code is worth."""
+
+    @abstractmethod
+    def refresh(self, grant: Grant) -> Grant:
+        """A fresh grant (some platforms rotate the refresh token too)."""
+
+    @abstractmethod
+    def accounts(self, access_token: str) -> list[Account]:
+        """The accounts the merchant can choose from."""
+
+    def tags(self, access_token: str, account_id: str) -> list[Account]:
+        """The account's browser tags (pixels), for the merchant to pick one."""
+        return []
+
+    @abstractmethod
+    def settings_for(
+        self, access_token: str, account_id: str, tag_id: str | None = None
+    ) -> dict[str, Any]:
+        """The destination settings for sending to `account_id` (and `tag_id`).
+
+        May create what sending needs, such as a dedicated conversion token.
+        """
+
+
 class Destination(ABC):
     """An ad platform Relay can send events to.
 
@@ -121,6 +181,8 @@ class Destination(ABC):
     max_event_age: timedelta | None = None
     #: The settings form.
     settings: tuple[Setting, ...] = ()
+    #: How to connect by OAuth, for destinations that offer it.
+    oauth: OAuthClient | None = None
 
     @abstractmethod
     def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:

@@ -7,6 +7,9 @@
     ├── DeliveryError            a destination did not take an event
     │   ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
     │   └── PermanentDelivery    sending the same thing again cannot work
+    ├── PlatformError            a destination platform's own API (OAuth, accounts)
+    │   ├── PlatformUnavailable  try again later: network, timeout, 429, 5xx
+    │   └── PlatformRefused      the merchant must act: code, token or access refused
     └── ShopifyError             Shopify's Admin API did not do what was asked
         ├── ShopifyUnavailable   try again later: network, 5xx, rate limit
         └── ShopifyRefused       the shop must act: uninstalled, token revoked,
@@ -77,6 +80,29 @@ class RetryableDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     """The platform refused the batch; resending it unchanged cannot help."""
+
+
+class PlatformError(RelayError):
+    """A call to a destination platform's API, other than sending, failed.
+
+    `http_status` and `detail` are the platform's answer, safe to show.
+    """
+
+    def __init__(
+        self, reason: str, *, http_status: int | None = None, detail: str = ""
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.http_status = http_status
+        self.detail = detail
+
+
+class PlatformUnavailable(PlatformError):
+    """The platform or the network failed; the same call may work later."""
+
+
+class PlatformRefused(PlatformError):
+    """The platform refused: a bad code, a revoked token, missing access."""
 
 
 class ShopifyError(RelayError):

@@ -9,7 +9,7 @@ from typing import Any
 
 from rq.job import Job
 
-from relay import delivery, pipeline, retention, runtime
+from relay import conflicts, delivery, pipeline, retention, runtime
 from relay.errors import ShopifyRefused
 from relay.shopify import install
 
@@ -42,6 +42,16 @@ def set_up_shop(domain: str) -> None:
 def enforce_retention() -> None:
     """Delete data past its lifetime; scheduled hourly by `relay cron`."""
     retention.enforce(runtime.current())
+
+
+def check_conflicts(shop: str, destination: str) -> None:
+    """Check one shop's destination for a native integration sending too."""
+    conflicts.check(runtime.current(), shop, destination)
+
+
+def check_every_shop() -> None:
+    """Queue a conflict check per installed shop and destination; daily."""
+    conflicts.check_every_shop(runtime.current())
 
 
 def deliver(delivery_id: int) -> None:

@@ -66,3 +66,8 @@ def visitor_shop(client_id: str) -> str:
     id in a beacon naming another shop is a forgery, refused at intake.
     """
     return f"{PREFIX}:visitor-shop:{client_id}"
+
+
+def connection_refresh(shop: str, destination: str) -> str:
+    """Held while one process refreshes a shop's OAuth grant at a platform."""
+    return f"{PREFIX}:connection-refresh:{shop}:{destination}"

@@ -114,7 +114,51 @@ class DestinationSetting(Base):
     test_mode: Mapped[bool] = mapped_column(Boolean, default=False)
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     encrypted_secrets: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # While a conflict with a native integration stands unacknowledged:
+    # "send" keeps sending purchases (and flags them), "hold" skips them.
+    conflict_policy: Mapped[str] = mapped_column(
+        String(16), default="send", server_default="send"
+    )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    shop: Mapped[Shop] = relationship()
+
+
+class DestinationConnection(Base):
+    """A shop's OAuth grant at a destination's platform, encrypted."""
+
+    __tablename__ = "destination_connections"
+    __table_args__ = (UniqueConstraint("shop_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(String(64))
+    # Access and refresh tokens, as one encrypted JSON document.
+    encrypted_grant: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    refresh_expires_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, nullable=True
+    )
+    connected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    shop: Mapped[Shop] = relationship()
+
+
+class ConflictCheck(Base):
+    """The last conflict check of a shop's destination, and what was acknowledged."""
+
+    __tablename__ = "conflict_checks"
+    __table_args__ = (UniqueConstraint("shop_id", "destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    destination: Mapped[str] = mapped_column(String(64))
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Finding keys (signal and evidence digest) the merchant acknowledged.
+    acknowledged: Mapped[list[str]] = mapped_column(JSON, default=list)
 
     shop: Mapped[Shop] = relationship()
 

@@ -533,6 +533,7 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
         keys.inbox(escaped, "*"),
         keys.cart(escaped, "*"),
         keys.token_refresh(escaped),
+        keys.connection_refresh(escaped, "*"),
         keys.beacon(escaped, "*", "*"),
         keys.visitor(escaped, "*"),
         keys.visitor_link(escaped, "*", "*"),

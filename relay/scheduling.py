@@ -12,6 +12,9 @@ from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+# Native integrations are switched on and off by hand, rarely.
+CONFLICT_CHECK_SECONDS = 24 * 3600
+
 
 def cron_scheduler(runtime: Runtime) -> CronScheduler:
     """The scheduler with every periodic Relay job registered."""
@@ -25,11 +28,22 @@ def cron_scheduler(runtime: Runtime) -> CronScheduler:
         job_timeout=runtime.config.job_timeout_seconds * 10,
         result_ttl=runtime.config.job_result_seconds,
     )
+    scheduler.register(
+        jobs.check_every_shop,
+        queue_name=runtime.queue.name,
+        interval=CONFLICT_CHECK_SECONDS,
+        job_timeout=runtime.config.job_timeout_seconds,
+        result_ttl=runtime.config.job_result_seconds,
+    )
     return scheduler
 
 
 def run_cron(runtime: Runtime) -> None:
     """Queue periodic jobs on time until SIGTERM; workers run them."""
     runtime_module.install(runtime)
-    log.info("cron: queueing retention every %d s", retention.EVERY_SECONDS)
+    log.info(
+        "cron: queueing retention every %d s, conflict checks every %d s",
+        retention.EVERY_SECONDS,
+        CONFLICT_CHECK_SECONDS,
+    )
     cron_scheduler(runtime).start()

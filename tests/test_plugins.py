@@ -144,6 +144,7 @@ def test_secret_reference_in_plugins_toml_resolves_from_the_environment(tmp_path
     assert dict(config.values) == {
         "ad_account_id": "123",
         "conversion_token": "pina_from_env",
+        "tag_id": None,
         "events": "checkout,add_to_cart,page_visit,view_category,search,"
         "initiate_checkout,add_payment_info",
         "api_base": "https://api.pinterest.com",

@@ -114,15 +114,17 @@ def test_nothing_within_its_lifetime_is_touched(client, runtime, pinterest, cli_
         assert len(session.scalars(select(PrivacyReport)).all()) == 1
 
 
-def test_cron_queues_the_retention_job_hourly(runtime):
+def test_cron_queues_retention_hourly_and_conflict_checks_daily(runtime):
     scheduler = cron_scheduler(runtime)
 
-    (cron_job,) = scheduler.get_jobs()
-    assert (cron_job.func_name, cron_job.interval, cron_job.queue_name) == (
-        "relay.jobs.enforce_retention",
-        3600,
-        runtime.queue.name,
-    )
+    assert sorted(
+        (job.func_name, job.interval, job.queue_name) for job in scheduler.get_jobs()
+    ) == [
+        ("relay.jobs.check_every_shop", 86400, runtime.queue.name),
+        ("relay.jobs.enforce_retention", 3600, runtime.queue.name),
+    ]
     scheduler.enqueue_jobs()
-    (job,) = runtime.queue.get_jobs()
-    assert job.func_name == "relay.jobs.enforce_retention"
+    assert sorted(job.func_name for job in runtime.queue.get_jobs()) == [
+        "relay.jobs.check_every_shop",
+        "relay.jobs.enforce_retention",
+    ]

@@ -55,7 +55,7 @@ HOME = """<!doctype html>
 """
 
 
-def _runtime() -> Runtime:
+def relay_runtime() -> Runtime:
     runtime: Runtime = current_app.extensions["relay"]
     return runtime
 
@@ -87,9 +87,9 @@ def _answer(result: Any) -> Response:
     return Response(res.body, status=res.status, headers=dict(res.headers))
 
 
-def _verified() -> tuple[Any, Response | None]:
+def verify_session() -> tuple[Any, Response | None]:
     try:
-        verified = _runtime().shopify.verify_app_home(_shopify_request())
+        verified = relay_runtime().shopify.verify_app_home(_shopify_request())
     except (AttributeError, TypeError, ValueError):
         # The package trips over some validly signed but malformed claims
         # (a non-string or unparsable `dest`); none is a session Relay serves.
@@ -112,17 +112,17 @@ def _verified() -> tuple[Any, Response | None]:
 @blueprint.get("/")
 def app_home() -> Response:
     """The page Shopify opens in the admin; the first one sets the shop up."""
-    verified, refusal = _verified()
+    verified, refusal = verify_session()
     if refusal is not None:
         return refusal
 
-    failed = install.first_load(_runtime(), verified)
+    failed = install.first_load(relay_runtime(), verified)
     if failed is not None:
         return _answer(failed)
 
     page = render_template_string(
         HOME,
-        api_key=_runtime().config.shopify_api_key,
+        api_key=relay_runtime().config.shopify_api_key,
         shop=shop_domain(verified.shop),
     )
     # The package's headers let the admin frame the page (CSP frame-ancestors).
@@ -138,19 +138,19 @@ def patch_id_token() -> Response:
     # The package writes `shop` into a Content-Security-Policy header as is.
     shop = flask_request.args.get("shop")
     if shop is not None and not SHOP_DOMAIN.fullmatch(shop):
-        return _bad_request("shop must be a myshopify.com domain")
-    return _answer(_runtime().shopify.patch_id_token_page(_shopify_request()))
+        return bad_request("shop must be a myshopify.com domain")
+    return _answer(relay_runtime().shopify.patch_id_token_page(_shopify_request()))
 
 
 @blueprint.get("/api/shop")
 def shop_status() -> Response:
     """The session's shop, as the admin pages show it."""
-    verified, refusal = _verified()
+    verified, refusal = verify_session()
     if refusal is not None:
         return refusal
 
     domain = shop_domain(verified.shop)
-    with _runtime().db.session() as session:
+    with relay_runtime().db.session() as session:
         shop = find_shop(session, domain)
         if shop is None:
             return _not_set_up(domain)
@@ -164,21 +164,21 @@ def shop_status() -> Response:
 @blueprint.get("/api/privacy/reports")
 def privacy_reports() -> Response:
     """The session's shop's data-request reports still kept, newest first."""
-    verified, refusal = _verified()
+    verified, refusal = verify_session()
     if refusal is not None:
         return refusal
 
-    runtime = _runtime()
+    runtime = relay_runtime()
     return jsonify(reports=privacy.list_reports(runtime, shop_domain(verified.shop)))
 
 
 @blueprint.get("/api/privacy/reports/<int:report_id>")
 def privacy_report(report_id: int) -> Response:
-    verified, refusal = _verified()
+    verified, refusal = verify_session()
     if refusal is not None:
         return refusal
 
-    runtime = _runtime()
+    runtime = relay_runtime()
     report = (
         privacy.read_report(runtime, shop_domain(verified.shop), report_id)
         if report_id <= MAX_ROW_ID
@@ -192,7 +192,7 @@ def privacy_report(report_id: int) -> Response:
     return jsonify(report)
 
 
-def _bad_request(reason: str) -> Response:
+def bad_request(reason: str) -> Response:
     response = jsonify(error=reason)
     response.status_code = 400
     return response

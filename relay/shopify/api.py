@@ -190,6 +190,35 @@ class Shopify:
             return result.data or {}
         raise _graphql_error(shop, result)
 
+    def graphql_answer(
+        self,
+        shop: str,
+        access_token: str,
+        query: str,
+        variables: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Like `graphql`, but a query answered with GraphQL errors (a field
+        the app may not read: `ACCESS_DENIED`) returns `(data, errors)`, with
+        whatever data Shopify gave, instead of raising."""
+        result = self.app.admin_graphql_request(
+            query,
+            shop=subdomain(shop),
+            access_token=access_token,
+            api_version=self.api_version,
+            invalid_token_response=None,
+            variables=variables,
+            max_retries=1,
+            http_client=self.http,
+        )
+        if result.ok:
+            return result.data or {}, []
+        body = result.response.body if result.response is not None else ""
+        if result.log.code == "graphql_errors" and not _throttled(body):
+            answer = json.loads(body)
+            errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
+            return answer.get("data") or {}, errors
+        raise _graphql_error(shop, result)
+
 
 def _graphql_error(shop: str, result: Any) -> ShopifyUnavailable | ShopifyRefused:
     code = result.log.code

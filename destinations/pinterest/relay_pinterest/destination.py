@@ -25,6 +25,7 @@ from relay.destinations import (
 )
 from relay.errors import PermanentDelivery, RetryableDelivery
 from relay.events import Event
+from relay_pinterest.api import PinterestOAuth
 from relay_pinterest.format import EVENT_NAMES, format_event
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,13 @@ class PinterestDestination(Destination):
             help="Ads Manager → Conversions → Conversion access token",
         ),
         Setting(
+            "tag_id",
+            "Pinterest Tag ID",
+            pattern=r"\d{1,18}",
+            help="digits only; the tag a browser Pinterest Tag on the store uses, "
+            "compared by the conflict check",
+        ),
+        Setting(
             "events",
             "Events to send",
             default=",".join(SENDABLE),
@@ -77,6 +85,7 @@ class PinterestDestination(Destination):
 
     def __init__(self, transport: httpx.BaseTransport | None = None) -> None:
         self._transport = transport
+        self.oauth = PinterestOAuth(transport)
         self._client: httpx.Client | None = None
         self._client_pid = 0
         # Loading the CA bundle costs tens of milliseconds; done once, the
