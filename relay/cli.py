@@ -347,8 +347,9 @@ def _choose(what: str, choices: list[Any]) -> str:
 @cli.command("check-conflicts")
 @click.option("--shop", required=True, help="The shop's myshopify.com domain.")
 @click.option("--destination", "only", help="Only this destination.")
+@click.option("--last", is_flag=True, help="Show the last result; check nothing.")
 @click.pass_obj
-def check_conflicts(config: Config, shop: str, only: str | None) -> None:
+def check_conflicts(config: Config, shop: str, only: str | None, last: bool) -> None:
     """Check now whether a native integration also sends SHOP's conversions."""
     from relay import conflicts
     from relay.shops import active_destinations, find_shop
@@ -359,10 +360,15 @@ def check_conflicts(config: Config, shop: str, only: str | None) -> None:
         if shop_row is None:
             raise click.ClickException(f"no shop {shop!r} (see `relay shops list`)")
         names = [only] if only else active_destinations(session, shop_row)
+        stored = {n: conflicts.last_result(session, shop_row, n) for n in names}
     if not names:
         raise click.ClickException(f"{shop} has no destination set up")
     for name in names:
-        for line in conflicts.describe(conflicts.check(runtime, shop, name)):
+        result = stored[name] if last else conflicts.check(runtime, shop, name)
+        if result is None:
+            click.echo(f"{name} for {shop}: not checked yet")
+            continue
+        for line in conflicts.describe(result):
             click.echo(line)
 
 

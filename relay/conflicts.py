@@ -80,7 +80,12 @@ class Finding:
         return f"{self.signal}:{digest.hexdigest()[:12]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict.value, "key": self.key}
+        return {
+            **asdict(self),
+            "verdict": self.verdict.value,
+            "steps": list(self.steps),
+            "key": self.key,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Finding:
@@ -182,6 +187,8 @@ class Admin:
             )
         except ShopifyError as error:
             raise AdminUnavailable(error.reason) from None
+        except ConfigError as error:  # no API key or secret in this process
+            raise AdminUnavailable(str(error)) from None
 
 
 @dataclass
@@ -327,7 +334,8 @@ def queue_check(runtime: Runtime, shop: str, destination: str) -> None:
     runtime.queue.enqueue_call(
         CHECK,
         args=(shop, destination),
-        job_id=f"check-conflicts-{destination}-{shop}",
+        # RQ job ids take letters, digits, dashes and underscores only.
+        job_id=f"check-conflicts-{destination}-{shop.replace('.', '_')}",
         description="check conflicts with native integrations",
         timeout=runtime.config.job_timeout_seconds,
         result_ttl=0,

@@ -37,7 +37,8 @@ from relay.shopify.webhooks import sign
 from relay.shops import ensure_shop, save_destination
 from relay.worker import run_worker
 from tests.fake_pinterest import FakePinterest
-from tests.fake_shopify import API_KEY, FakeShopify
+from tests.fake_pinterest_api import FakePinterestAPI, tag
+from tests.fake_shopify import API_KEY, FakeShopify, session_token
 from webapp import create_app
 
 TESTS = Path(__file__).parent
@@ -279,3 +280,32 @@ def live_server(runtime: Runtime) -> Iterator[tuple[str, int]]:
     yield ("127.0.0.1", server.server_port)
     server.shutdown()
     thread.join()
+
+
+PINTEREST_ACCOUNT = "549755885175"
+PINTEREST_TAG = "2612345678901"
+
+
+@pytest.fixture
+def pinterest_api(httpserver, monkeypatch) -> FakePinterestAPI:
+    """Pinterest's OAuth and ads API, with one ad account and one tag."""
+    fake = FakePinterestAPI(httpserver)
+    fake.accounts[PINTEREST_ACCOUNT] = {
+        "name": "Example Shop Ads",
+        "currency": "USD",
+        "tags": [tag(PINTEREST_TAG, PINTEREST_ACCOUNT)],
+    }
+    for name, value in fake.environment.items():
+        monkeypatch.setenv(name, value)
+    return fake
+
+
+@pytest.fixture
+def installed(client, runtime, shopify) -> str:
+    """The fixtures' shop, installed: Relay opened in its admin once."""
+    token = session_token(SHOP, SECRET)
+    client.get(
+        f"/?shop={SHOP}&host=YWRtaW4&embedded=1&id_token={token}",
+        base_url="https://relay.example",
+    )
+    return SHOP

@@ -86,6 +86,10 @@ class ShopState:
     pixel_id: str | None = None
     pixel_settings: str | None = None
     calls: list[str] = field(default_factory=list)
+    # The main theme's files, by name.
+    theme_files: dict[str, str] = field(default_factory=dict)
+    # What appByHandle("pinterest") answers: an app, None, or "denied".
+    pinterest_app: dict[str, Any] | str | None = None
 
 
 class LocalShopify(httpx.BaseTransport):
@@ -98,10 +102,16 @@ class LocalShopify(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not request.url.host.endswith(".myshopify.com"):
             raise httpx.ConnectError(f"not a shop: {request.url.host}", request=request)
-        request.url = request.url.copy_with(
-            scheme="http", host="127.0.0.1", port=self._port
+        # A copy: the original keeps its URL, so redirects resolve against
+        # the shop's address, as they would in a browser.
+        forwarded = httpx.Request(
+            request.method,
+            request.url.copy_with(scheme="http", host="127.0.0.1", port=self._port),
+            headers=request.headers,
+            content=request.read(),
+            extensions=request.extensions,
         )
-        return self._inner.handle_request(request)
+        return self._inner.handle_request(forwarded)
 
     def close(self) -> None:
         self._inner.close()
@@ -126,6 +136,15 @@ class FakeShopify:
         httpserver.expect_request(
             re.compile(r"^/admin/api/[0-9]{4}-[0-9]{2}/graphql\.json$"), method="POST"
         ).respond_with_handler(self._graphql)
+        # The storefront: what `storefront_html` holds, or the password page.
+        self.storefront_html: str | None = None
+        self.storefront_locked = False
+        httpserver.expect_request("/", method="GET").respond_with_handler(
+            self._storefront
+        )
+        httpserver.expect_request("/password", method="GET").respond_with_handler(
+            self._password_page
+        )
 
     def shop(self, domain: str) -> ShopState:
         return self.shops.setdefault(domain, ShopState())
@@ -234,6 +253,8 @@ class FakeShopify:
                 ("webPixelCreate", self._pixel_create),
                 ("webPixelUpdate", self._pixel_update),
                 ("webPixel", self._pixel_find),
+                ("themes", self._theme_files),
+                ("appByHandle", self._app_by_handle),
             ):
                 if name in query:
                     self.requests.append((shop, name))
@@ -312,19 +333,52 @@ class FakeShopify:
             }
         return {"data": {"webPixel": self._pixel(state)}}
 
+    def _theme_files(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        if "read_themes" not in state.scope.split(","):
+            return _denied("themes")
+        files = [
+            {
+                "filename": name,
+                "body": {
+                    "__typename": "OnlineStoreThemeFileBodyText",
+                    "content": content,
+                },
+            }
+            for name, content in sorted(state.theme_files.items())
+        ]
+        return {
+            "data": {"themes": {"nodes": [{"name": "Dawn", "files": {"nodes": files}}]}}
+        }
+
+    def _app_by_handle(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        if state.pinterest_app == "denied":
+            return _denied("appByHandle")
+        return {"data": {"appByHandle": state.pinterest_app}}
+
+    def _storefront(self, request: Request) -> Response:
+        if self.storefront_locked:
+            return Response(status=302, headers={"Location": "/password"})
+        if self.storefront_html is None:
+            return Response("Not Found", status=404)
+        return Response(self.storefront_html, mimetype="text/html")
+
+    def _password_page(self, request: Request) -> Response:
+        return Response(
+            '<form method="post" action="/password">'
+            '<input type="hidden" name="form_type" value="storefront_password">'
+            '<input type="password" name="password"></form>',
+            mimetype="text/html",
+        )
+
     def _scope_denied(self, state: ShopState, field_name: str) -> dict[str, Any] | None:
         needed = {"write_pixels", "read_customer_events"}
         if needed <= set(state.scope.split(",")):
             return None
-        return {
-            "data": None,
-            "errors": [
-                {
-                    "message": f"Access denied for {field_name} field.",
-                    "extensions": {"code": "ACCESS_DENIED"},
-                }
-            ],
-        }
+        return _denied(field_name)
 
     def _settings_errors(self, settings: Any) -> list[dict[str, Any]]:
         try:
@@ -354,6 +408,19 @@ class FakeShopify:
             return None
         status, headers, body = self.forced.pop(0)
         return _json(status, body, headers)
+
+
+def _denied(field_name: str) -> dict[str, Any]:
+    """Shopify's answer to a query for a field the app's scopes do not cover."""
+    return {
+        "data": None,
+        "errors": [
+            {
+                "message": f"Access denied for {field_name} field.",
+                "extensions": {"code": "ACCESS_DENIED"},
+            }
+        ],
+    }
 
 
 def _json(

@@ -51,6 +51,16 @@ class Tiny(Destination):
 @hookimpl
 def relay_register_destinations(register):
     register(Tiny())
+
+
+@hookimpl
+def relay_check_conflicts(context):
+    from relay.conflicts import Finding, Verdict
+
+    if context.destination != "tiny":
+        return None
+    outbox = context.settings.get("outbox") if context.settings else None
+    return [Finding("tiny outbox", Verdict.OK, "Only Relay writes here.", outbox)]
 """
 
 
@@ -91,6 +101,36 @@ def test_third_party_plugin_receives_events_without_core_changes(
             "currency": "CAD",
         }
     ]
+
+
+def test_third_party_plugin_answers_the_conflict_check_for_its_destination(
+    tmp_path, monkeypatch, runtime: Runtime
+):
+    from relay import conflicts
+
+    site = tmp_path / "site"
+    site.mkdir()
+    install_distribution(site, "tinydest", TINY_PLUGIN, "tiny = tinydest")
+    monkeypatch.syspath_prepend(str(site))
+    runtime.plugins = Plugins.load(runtime.config.plugins_file)
+    configure_destination(runtime, "tiny", {"outbox": "/tmp/outbox.jsonl"})
+
+    result = conflicts.check(runtime, "example-shop.myshopify.com", "tiny")
+
+    # Pinterest's plugin answers None for a destination that is not its own.
+    assert [f.to_dict() for f in result.findings] == [
+        {
+            "signal": "tiny outbox",
+            "verdict": "ok",
+            "summary": "Only Relay writes here.",
+            "evidence": "/tmp/outbox.jsonl",
+            "steps": [],
+            "key": conflicts.Finding(
+                "tiny outbox", conflicts.Verdict.OK, "", "/tmp/outbox.jsonl"
+            ).key,
+        }
+    ]
+    assert result.verdict is conflicts.Verdict.OK
 
 
 def test_pinterest_registers_through_its_entry_point_like_any_plugin():

@@ -92,7 +92,7 @@ def test_first_load_exchanges_the_session_token_and_stores_it_encrypted(
     }
     assert state.access_token not in row.encrypted_token
     assert state.refresh_token not in row.encrypted_token
-    assert row.scope == "read_customer_events,read_orders,write_pixels"
+    assert row.scope == "read_customer_events,read_orders,read_themes,write_pixels"
     assert 3590 < (row.expires_at - datetime.now(timezone.utc)).total_seconds() <= 3600
     shop = shop_row(runtime)
     assert (shop.installed, shop.installed_at) == (True, runtime.clock.now())
@@ -364,7 +364,7 @@ def test_uninstall_stops_deliveries_then_reinstall_starts_cleanly(
 
 def test_token_missing_a_scope_from_scopes_is_logged(runtime, shopify, caplog):
     runtime.config = runtime.config.with_changes(
-        scopes="read_orders,write_pixels,read_customer_events,read_themes"
+        scopes="read_orders,write_pixels,read_customer_events,read_themes,read_files"
     )
     client = create_app(runtime=runtime).test_client()
 
@@ -372,7 +372,8 @@ def test_token_missing_a_scope_from_scopes_is_logged(runtime, shopify, caplog):
         assert open_app(client, session_token(SHOP, SECRET)).status_code == 200
 
     assert caplog.messages == [
-        f"shop {SHOP}: access token lacks scopes read_themes; pixel set-up will fail"
+        f"shop {SHOP}: access token lacks scopes read_files; Shopify will refuse "
+        "what needs them (run `shopify app deploy`)"
     ]
 
 

@@ -84,7 +84,8 @@ def _installed(runtime: Runtime, domain: str, token: Any) -> None:
         # Shopify grants what shopify.app.toml asks; a gap means the deployed
         # configuration is older than this code (run `shopify app deploy`).
         log.warning(
-            "shop %s: access token lacks scopes %s; pixel set-up will fail",
+            "shop %s: access token lacks scopes %s; Shopify will refuse what "
+            "needs them (run `shopify app deploy`)",
             domain,
             ", ".join(missing),
         )

@@ -219,9 +219,16 @@ def web_pixels(html: str) -> list[dict[str, Any]] | None:
 
 
 def _is_pinterest_pixel(pixel: dict[str, Any]) -> bool:
+    """Pinterest's app pixel, by heuristic: Shopify does not document the
+    set-up, nor which app a pixel belongs to beyond an app id Relay cannot
+    resolve. An app pixel that names Pinterest, or whose configuration holds
+    a 13-digit tag id (the length of every Pinterest tag id seen), is taken
+    for it."""
     if str(pixel.get("type", "")).upper() != "APP":
         return False
-    return "pinterest" in json.dumps(pixel).lower()
+    if "pinterest" in json.dumps(pixel).lower():
+        return True
+    return any(len(tag) == 13 for tag in _tag_ids(pixel))
 
 
 def _tag_ids(pixel: dict[str, Any]) -> Iterator[str]:
