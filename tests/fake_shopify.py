@@ -90,6 +90,9 @@ class ShopState:
     theme_files: dict[str, str] = field(default_factory=dict)
     # What appByHandle("pinterest") answers: an app, None, or "denied".
     pinterest_app: dict[str, Any] | str | None = None
+    # The sales channels' catalog titles; "denied" without read_publications,
+    # which Relay does not ask for.
+    publications: list[str] | str = "denied"
 
 
 class LocalShopify(httpx.BaseTransport):
@@ -255,6 +258,7 @@ class FakeShopify:
                 ("webPixel", self._pixel_find),
                 ("themes", self._theme_files),
                 ("appByHandle", self._app_by_handle),
+                ("publications", self._publications),
             ):
                 if name in query:
                     self.requests.append((shop, name))
@@ -358,6 +362,14 @@ class FakeShopify:
         if state.pinterest_app == "denied":
             return _denied("appByHandle")
         return {"data": {"appByHandle": state.pinterest_app}}
+
+    def _publications(
+        self, state: ShopState, variables: dict[str, Any]
+    ) -> dict[str, Any]:
+        if state.publications == "denied":
+            return _denied("publications")
+        nodes = [{"catalog": {"title": title}} for title in state.publications]
+        return {"data": {"publications": {"nodes": nodes}}}
 
     def _storefront(self, request: Request) -> Response:
         if self.storefront_locked:

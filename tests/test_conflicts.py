@@ -331,6 +331,12 @@ def test_an_installed_pinterest_app_is_a_dedup_risk(runtime, set_up):
     )
 
 
+NO_PUBLICATIONS = (
+    "Shopify does not let Relay read sales-channel publications "
+    "(read_publications is not granted)"
+)
+
+
 @pytest.mark.parametrize(
     "answer, evidence",
     [
@@ -354,7 +360,40 @@ def test_shopify_s_silence_about_the_app_is_unknown_never_ok(
 
     finding = check(runtime)["Pinterest sales channel"]
 
-    assert (finding.verdict, finding.evidence) == (Verdict.UNKNOWN, evidence)
+    assert (finding.verdict, finding.evidence) == (
+        Verdict.UNKNOWN,
+        f"{evidence}; {NO_PUBLICATIONS}",
+    )
+
+
+def test_a_pinterest_sales_channel_publishing_products_is_a_dedup_risk(runtime, set_up):
+    shop = set_up.shop(SHOP)
+    shop.pinterest_app = {"title": "Pinterest", "installation": None}
+    shop.publications = ["Online Store", "Pinterest"]
+
+    finding = check(runtime)["Pinterest sales channel"]
+
+    assert (finding.verdict, finding.evidence) == (
+        Verdict.DEDUP_RISK,
+        "the sales channel 'Pinterest' publishes the shop's products",
+    )
+
+
+def test_publications_without_pinterest_still_leave_the_installation_unknown(
+    runtime, set_up
+):
+    shop = set_up.shop(SHOP)
+    shop.pinterest_app = {"title": "Pinterest", "installation": None}
+    shop.publications = ["Online Store", "Shop"]
+
+    finding = check(runtime)["Pinterest sales channel"]
+
+    assert (finding.verdict, finding.evidence) == (
+        Verdict.UNKNOWN,
+        "Shopify shows no installation of the Pinterest app, but it may hide "
+        "other apps' installations from Relay; none of the 2 sales channel(s) is "
+        "Pinterest's",
+    )
 
 
 # 4. Pinterest's API

@@ -66,6 +66,11 @@ query RelayThemeFiles {
   }
 }
 """
+PUBLICATIONS_QUERY = """
+query RelayPublications {
+  publications(first: 50, catalogType: APP) { nodes { catalog { title } } }
+}
+"""
 PINTEREST_APP_QUERY = """
 query RelayPinterestApp {
   appByHandle(handle: "pinterest") { title installation { id } }
@@ -319,28 +324,22 @@ def _enabled_pinterest_embed(settings_json: str) -> str | None:
 
 
 def _sales_channel(context: CheckContext) -> Finding:
+    """The app's installation and its sales-channel publication, together."""
     signal = "Pinterest sales channel"
     try:
-        data, errors = context.admin.query(PINTEREST_APP_QUERY)
+        looks = [_installation(context), _publication(context)]
     except AdminUnavailable as error:
         return _cannot_look(
             signal, f"Shopify's Admin API could not be asked: {error.reason}"
         )
-    if _denied(errors):
-        return _cannot_look(
-            signal,
-            "Shopify does not let Relay see whether the Pinterest app is installed",
-        )
-    app = data.get("appByHandle")
-    if not isinstance(app, dict):
-        return _cannot_look(signal, "Shopify knows no app with the handle 'pinterest'")
-    if app.get("installation"):
+    seen = [evidence for found, evidence in looks if found]
+    if seen:
         return Finding(
             signal,
             Verdict.DEDUP_RISK,
             "Shopify's Pinterest app is installed; if its conversion tracking is "
             "on, Pinterest receives your purchases from it too.",
-            f"the app '{app.get('title')}' is installed in the shop",
+            "; ".join(seen),
             (
                 f"In Shopify admin, open {PINTEREST_APP} → Settings and check "
                 "whether conversion tracking is on; turn it off, or "
@@ -348,11 +347,47 @@ def _sales_channel(context: CheckContext) -> Finding:
                 ACKNOWLEDGE,
             ),
         )
-    return _cannot_look(
-        signal,
+    # Shopify may hide another app's installation: never `ok` from here.
+    return _cannot_look(signal, "; ".join(evidence for _, evidence in looks))
+
+
+def _installation(context: CheckContext) -> tuple[bool | None, str]:
+    """(True, evidence) if installed; (None, why unknown) otherwise: Shopify
+    may hide another app's installation, so its absence proves nothing."""
+    data, errors = context.admin.query(PINTEREST_APP_QUERY)
+    if _denied(errors):
+        return None, (
+            "Shopify does not let Relay see whether the Pinterest app is installed"
+        )
+    app = data.get("appByHandle")
+    if not isinstance(app, dict):
+        return None, "Shopify knows no app with the handle 'pinterest'"
+    if app.get("installation"):
+        return True, f"the app '{app.get('title')}' is installed in the shop"
+    return None, (
         "Shopify shows no installation of the Pinterest app, but it may hide "
-        "other apps' installations from Relay",
+        "other apps' installations from Relay"
     )
+
+
+def _publication(context: CheckContext) -> tuple[bool | None, str]:
+    """Whether a Pinterest sales channel publishes the shop's products."""
+    data, errors = context.admin.query(PUBLICATIONS_QUERY)
+    if _denied(errors):
+        return None, (
+            "Shopify does not let Relay read sales-channel publications "
+            "(read_publications is not granted)"
+        )
+    nodes = (data.get("publications") or {}).get("nodes") or []
+    titles = [
+        str((node.get("catalog") or {}).get("title") or "")
+        for node in nodes
+        if isinstance(node, dict)
+    ]
+    pinterest = [t for t in titles if "pinterest" in t.lower()]
+    if pinterest:
+        return True, f"the sales channel '{pinterest[0]}' publishes the shop's products"
+    return False, f"none of the {len(titles)} sales channel(s) is Pinterest's"
 
 
 # -- 4. Pinterest's API --------------------------------------------------------
