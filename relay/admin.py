@@ -177,7 +177,7 @@ def recent_deliveries(
             http = row.http_status if row.http_status is not None else "-"
             keys = ",".join(row.match_keys or []) or "-"
             yield (
-                f"{row.updated_at:%Y-%m-%d %H:%M:%S} {row.shop.domain} "
+                f"{row.created_at:%Y-%m-%d %H:%M:%S} {row.shop.domain} "
                 f"{row.destination} "
                 f"{row.event.name} {row.event.event_id} {row.status} http={http} "
                 f"attempts={row.attempts} keys={keys}"
@@ -221,7 +221,10 @@ def list_shops(config: Config) -> Iterator[str]:
                 pixel = "pixel on" if shop.web_pixel_id else "pixel not set up"
                 state = f"installed, access token stored, {pixel}"
             else:
-                state = "webhooks received; the merchant has not opened Relay yet"
+                state = (
+                    "known from webhooks or the CLI; the merchant has not opened "
+                    "Relay yet"
+                )
             yield f"{shop.domain}: {state}; consent policy {shop.consent_policy}"
 
 

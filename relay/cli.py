@@ -138,19 +138,34 @@ def privacy_report(config: Config, shop: str, report_id: int | None) -> None:
 @click.option("--topic", required=True, help="The webhook topic, e.g. orders/create.")
 @click.option("--destination", "destination_name", help="Only this destination.")
 @click.option("--shop", default="preview.myshopify.com", show_default=True)
+@click.option(
+    "--now",
+    "move_to_now",
+    is_flag=True,
+    help="Move the payload's action times to now, as `replay --now` does.",
+)
 @click.pass_obj
 def preview(
-    config: Config, file: Path, topic: str, destination_name: str | None, shop: str
+    config: Config,
+    file: Path,
+    topic: str,
+    destination_name: str | None,
+    shop: str,
+    move_to_now: bool,
 ) -> None:
     """Print the exact request body each destination would send for FILE.
 
-    Needs no Redis, database or network, and applies no age limit. With
-    --destination the body alone is printed; otherwise a JSON object keyed
-    by destination name.
+    Needs no Redis, database or network, and applies no age limit (a
+    fixture's old times would be skipped as "too old" when really sent;
+    --now moves them). With --destination the body alone is printed;
+    otherwise a JSON object keyed by destination name.
     """
-    from relay.preview import preview_bodies
+    from relay.preview import move_times, preview_bodies
 
-    bodies = preview_bodies(config, _read_json(file), topic, shop, destination_name)
+    payload = _read_json(file)
+    if move_to_now:
+        payload = move_times(payload, datetime.now(timezone.utc))
+    bodies = preview_bodies(config, payload, topic, shop, destination_name)
     if destination_name:
         body = bodies[destination_name]
         if isinstance(body, str):

@@ -284,7 +284,8 @@ def test_shops_list_tells_installed_from_merely_seen(
     assert run(env, "shops", "list").output == (
         f"{SHOP}: installed, access token stored, pixel on; "
         "consent policy standard\n"
-        f"{other}: webhooks received; the merchant has not opened Relay yet; "
+        f"{other}: known from webhooks or the CLI; the merchant has not opened "
+        "Relay yet; "
         "consent policy standard\n"
     )
 

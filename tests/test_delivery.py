@@ -52,7 +52,7 @@ def test_network_failure_is_retried(client, runtime, pinterest, connected_shop):
     delivery = the_delivery(runtime)
     assert (delivery.status, delivery.reason) == (
         "retrying",
-        "no answer from Pinterest (ConnectError)",
+        "no answer from Pinterest at 127.0.0.1 (ConnectError)",
     )
 
 

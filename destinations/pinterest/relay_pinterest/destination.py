@@ -123,8 +123,10 @@ class PinterestDestination(Destination):
                 len(batch),
                 type(error).__name__,
             )
+            # The host says which API base (a proxy? a typo?) was tried.
             raise RetryableDelivery(
-                f"no answer from Pinterest ({type(error).__name__})"
+                f"no answer from Pinterest at {httpx.URL(url).host} "
+                f"({type(error).__name__})"
             ) from None
 
         log.info(
