@@ -19,7 +19,10 @@ delivery log) or `hold`.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -44,8 +47,9 @@ log = logging.getLogger(__name__)
 CHECK = "relay.jobs.check_conflicts"
 POLICIES = ("send", "hold")
 STOREFRONT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
-# A storefront page larger than this is read no further.
+# A storefront page larger than this, or slower, is read no further.
 MAX_PAGE_BYTES = 3 * 1024 * 1024
+STOREFRONT_SECONDS = 20
 
 
 class Verdict(StrEnum):
@@ -128,32 +132,75 @@ class StorefrontPage:
         )
 
 
+class PrivateAddress(httpx.ConnectError):
+    """A storefront URL whose host is not on the public internet."""
+
+
+class PublicInternetOnly(httpx.BaseTransport):
+    """HTTPS to public addresses only.
+
+    A storefront's address, and every redirect from it, is the merchant's to
+    choose: without this, a custom domain pointed at 127.0.0.1 or a cloud
+    metadata address would have Relay fetch inside its own network. (A name
+    that resolves differently between this check and the connection is not
+    caught; the page read is small and only its Pinterest tags are kept.)
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if request.url.scheme != "https":
+            raise PrivateAddress(f"{host}: only https is followed", request=request)
+        try:
+            found = socket.getaddrinfo(host, request.url.port or 443)
+        except OSError:
+            raise httpx.ConnectError(f"{host} does not resolve", request=request)
+        addresses = {ipaddress.ip_address(info[4][0]) for info in found}
+        if not addresses or not all(address.is_global for address in addresses):
+            raise PrivateAddress(f"{host} is not a public address", request=request)
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class Storefront:
     """The shop's public storefront, as any visitor fetches it."""
 
     def __init__(self, shop: str, transport: httpx.BaseTransport | None = None):
         self.shop = shop
-        self._transport = transport
+        # Tests route storefront hosts to a local fake instead.
+        self._transport = transport or PublicInternetOnly()
 
     def page(self, path: str = "/") -> StorefrontPage:
         url = f"https://{self.shop}{path}"
+        deadline = time.monotonic() + STOREFRONT_SECONDS
         try:
             with (
                 httpx.Client(
                     transport=self._transport,
                     timeout=STOREFRONT_TIMEOUT,
                     follow_redirects=True,
+                    max_redirects=5,
                     headers={"User-Agent": "Relay conflict check"},
                 ) as client,
                 client.stream("GET", url) as response,
             ):
-                body = b""
+                body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
-                    if len(body) > MAX_PAGE_BYTES:
+                    # A page trickling in forever is read no further.
+                    if len(body) > MAX_PAGE_BYTES or time.monotonic() > deadline:
                         break
-                html = body.decode(response.encoding or "utf-8", "replace")
+                html = bytes(body).decode(response.encoding or "utf-8", "replace")
                 return StorefrontPage(str(response.url), response.status_code, html)
+        except PrivateAddress:
+            raise StorefrontUnavailable(
+                "the storefront leads to an address outside the public internet, "
+                "which Relay does not fetch"
+            ) from None
         except httpx.HTTPError as error:
             raise StorefrontUnavailable(
                 f"the storefront could not be fetched ({type(error).__name__})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -739,3 +740,48 @@ def test_a_check_is_queued_when_settings_change_and_daily_for_each_shop(
         stored = conflicts.last_result(session, find_shop(session, SHOP), "pinterest")
     # The check ran in a forked worker, against the fakes.
     assert stored is not None and len(stored.findings) == 5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/",
+        "https://localhost/",
+        "https://10.0.0.8/",
+        "http://1.1.1.1/",
+    ],
+)
+def test_the_storefront_is_never_fetched_inside_a_private_network(url):
+    """A custom domain pointed at Relay's own network is refused, not fetched."""
+    transport = conflicts.PublicInternetOnly()
+
+    with pytest.raises(conflicts.PrivateAddress):
+        transport.handle_request(httpx.Request("GET", url))
+
+
+def test_a_storefront_redirecting_inside_the_network_is_unknown(runtime):
+    storefront_ = conflicts.Storefront(
+        "example-shop.myshopify.com", _RedirectTo("https://169.254.169.254/")
+    )
+
+    with pytest.raises(conflicts.StorefrontUnavailable) as refused:
+        storefront_.page()
+
+    assert refused.value.reason == (
+        "the storefront leads to an address outside the public internet, which "
+        "Relay does not fetch"
+    )
+
+
+class _RedirectTo(httpx.BaseTransport):
+    """The shop's domain answers with a redirect; everything after it goes
+    through the production transport."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        self.public = conflicts.PublicInternetOnly()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host.endswith(".myshopify.com"):
+            return httpx.Response(302, headers={"Location": self.location})
+        return self.public.handle_request(request)
