@@ -323,14 +323,17 @@ def destinations_connect(
     localhost, then lists the ad accounts to choose from and saves the
     settings (a conversion token is minted for sending).
     """
+    from urllib.parse import parse_qs, urlsplit
+
     from relay import conflicts, connections
     from relay.localcallback import wait_for_callback
 
     runtime = _runtime(config)
     redirect_uri = f"http://localhost:{port}/callback"
     url = connections.start(runtime, shop, name, redirect_uri)
+    state = parse_qs(urlsplit(url).query)["state"][0]
     click.echo(f"Open this address in a browser and allow Relay:\n\n  {url}\n")
-    params = wait_for_callback(port, wait)
+    params = wait_for_callback(port, wait, state)
     if params.get("error"):
         raise click.ClickException(f"not connected: {params['error']}")
     connections.finish(runtime, name, params.get("state", ""), params.get("code", ""))

@@ -184,17 +184,30 @@ class Storefront:
                     timeout=STOREFRONT_TIMEOUT,
                     follow_redirects=True,
                     max_redirects=5,
-                    headers={"User-Agent": "Relay conflict check"},
+                    headers={
+                        "User-Agent": "Relay conflict check",
+                        # The size limit is on what arrives: no compression
+                        # that could inflate past it in one chunk.
+                        "Accept-Encoding": "identity",
+                    },
                 ) as client,
                 client.stream("GET", url) as response,
             ):
+                encoding = response.headers.get("content-encoding", "identity")
+                if encoding.strip().lower() not in ("", "identity"):
+                    # Asked for none: a small compressed answer could inflate
+                    # to gigabytes before any size check.
+                    raise StorefrontUnavailable(
+                        f"the storefront sent a {encoding}-compressed page "
+                        "although asked not to"
+                    )
                 body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     # A page trickling in forever is read no further.
                     if len(body) > MAX_PAGE_BYTES or time.monotonic() > deadline:
                         break
-                html = bytes(body).decode(response.encoding or "utf-8", "replace")
+                html = _decode(bytes(body), response.encoding)
                 return StorefrontPage(str(response.url), response.status_code, html)
         except PrivateAddress:
             raise StorefrontUnavailable(
@@ -205,6 +218,14 @@ class Storefront:
             raise StorefrontUnavailable(
                 f"the storefront could not be fetched ({type(error).__name__})"
             ) from None
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """The page as text; a charset that is no text encoding reads as UTF-8."""
+    try:
+        return body.decode(charset or "utf-8", "replace")
+    except (LookupError, UnicodeError, TypeError):
+        return body.decode("utf-8", "replace")
 
 
 class AdminUnavailable(Exception):
@@ -301,8 +322,7 @@ def check(runtime: Runtime, shop: str, destination: str) -> CheckResult:
         platform_token=platform_token,
         now=runtime.clock.now(),
     )
-    answers = runtime.plugins.manager.hook.relay_check_conflicts(context=context)
-    findings = tuple(f for answer in answers if answer for f in answer)
+    findings = _ask_plugins(runtime, context)
     result = _save(runtime, shop, destination, findings)
     log.info(
         "shop %s: %s conflict check: %s (%s)",
@@ -321,6 +341,30 @@ def check(runtime: Runtime, shop: str, destination: str) -> CheckResult:
             shop,
         )
     return result
+
+
+def _ask_plugins(runtime: Runtime, context: CheckContext) -> tuple[Finding, ...]:
+    """Every plugin's findings; a plugin that fails says `unknown`, so the
+    last result is replaced, not left standing (a stale conflict would keep
+    holding purchases)."""
+    try:
+        answers = runtime.plugins.manager.hook.relay_check_conflicts(context=context)
+    except Exception as error:
+        log.exception(
+            "shop %s: the %s conflict check failed", context.shop, context.destination
+        )
+        return (
+            Finding(
+                "conflict check",
+                Verdict.UNKNOWN,
+                "Relay could not check this.",
+                f"the check failed ({type(error).__name__}); Relay's operators "
+                "have the details in its log",
+            ),
+        )
+    return tuple(
+        f for answer in answers if answer for f in answer if isinstance(f, Finding)
+    )
 
 
 def _save(
@@ -436,7 +480,16 @@ def flag(session: Session, shop: Shop, destination: str) -> str | None:
 
 
 def describe(result: CheckResult) -> list[str]:
-    """The result as lines for a terminal."""
+    """The result as lines for a terminal, control characters removed
+    (evidence quotes what a storefront or theme contains)."""
+    return [_printable(line) for line in _lines(result)]
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def _lines(result: CheckResult) -> list[str]:
     lines = [
         f"{result.destination} for {result.shop}: {result.verdict} "
         f"(checked {result.checked_at:%Y-%m-%d %H:%M} UTC)"

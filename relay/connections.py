@@ -28,7 +28,7 @@ from typing import Any
 from cryptography.fernet import InvalidToken
 from sqlalchemy import delete, select
 
-from relay import keys
+from relay import keys, matchkeys
 from relay.destinations import Account, Grant, OAuthClient
 from relay.errors import BadInput, ConfigError, PlatformRefused, PlatformUnavailable
 from relay.models import DestinationConnection
@@ -81,6 +81,13 @@ def finish(runtime: Runtime, destination: str, state: str, code: str) -> str:
     claims = _read_state(runtime, state)
     if claims.get("destination") != destination:
         raise BadInput("this authorization was started for another destination")
+    # One callback per state: a leaked callback address cannot be replayed to
+    # attach another account.
+    used = runtime.redis.set(
+        keys.oauth_state(matchkeys.sha256(state)), 1, nx=True, ex=STATE_SECONDS
+    )
+    if not used:
+        raise BadInput("this authorization was already used; start connecting again")
     shop = str(claims["shop"])
     grant = oauth_of(runtime, destination).exchange(code, claims["redirect_uri"])
     save_grant(runtime, shop, destination, grant)

@@ -71,3 +71,8 @@ def visitor_shop(client_id: str) -> str:
 def connection_refresh(shop: str, destination: str) -> str:
     """Held while one process refreshes a shop's OAuth grant at a platform."""
     return f"{PREFIX}:connection-refresh:{shop}:{destination}"
+
+
+def oauth_state(digest: str) -> str:
+    """Marks an OAuth state as used, for as long as it would be accepted."""
+    return f"{PREFIX}:oauth-state:{digest}"

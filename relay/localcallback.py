@@ -19,18 +19,21 @@ ANSWER = (
 )
 
 
-def wait_for_callback(port: int, seconds: int) -> dict[str, str]:
-    """The query parameters of the first request to /callback."""
+def wait_for_callback(port: int, seconds: int, state: str) -> dict[str, str]:
+    """The query parameters of the first request to /callback carrying
+    `state`, the one Relay issued; any other request is turned away."""
     received: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = 2  # an idle connection does not hold the listener
+
         def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
             url = urlsplit(self.path)
-            if url.path != "/callback":
+            query = {k: v[0] for k, v in parse_qs(url.query).items() if v}
+            if url.path != "/callback" or query.get("state") != state:
                 self.send_error(404)
                 return
-            query = parse_qs(url.query)
-            received.update({k: v[0] for k, v in query.items() if v})
+            received.update(query)
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.end_headers()

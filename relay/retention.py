@@ -99,6 +99,7 @@ def _cap_redis_lifetimes(runtime: Runtime) -> int:
         "cart": CART_SECONDS,
         "token-refresh": 60,
         "connection-refresh": 60,
+        "oauth-state": 15 * 60,
         "beacon": config.inbox_seconds,
         "visitor": config.visitor_profile_days * 24 * 3600,
         "visitor-link": config.visitor_profile_days * 24 * 3600,

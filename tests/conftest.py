@@ -309,3 +309,22 @@ def installed(client, runtime, shopify) -> str:
         base_url="https://relay.example",
     )
     return SHOP
+
+
+@pytest.fixture
+def set_up(runtime, installed, shopify, pinterest):
+    """An installed shop with Pinterest set up by hand for PINTEREST_TAG, a
+    clean storefront and theme, and Shopify showing the Pinterest app as
+    installed; tests change what they look at."""
+    from tests.storefronts import storefront
+
+    connect_pinterest(runtime, pinterest, SHOP)
+    configure_destination(runtime, "pinterest", {"tag_id": PINTEREST_TAG})
+    shopify.storefront_html = storefront()
+    shop = shopify.shop(SHOP)
+    shop.theme_files = {
+        "layout/theme.liquid": "<html>{{ content_for_header }}</html>",
+        "config/settings_data.json": json.dumps({"current": {"blocks": {}}}),
+    }
+    shop.pinterest_app = {"title": "Pinterest", "installation": {"id": "gid://1"}}
+    return shopify

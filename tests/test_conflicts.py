@@ -30,67 +30,14 @@ from tests.conftest import (
 )
 from tests.fake_pinterest_api import tag
 from tests.fake_shopify import session_token
-from tests.test_connect_pinterest import ACCOUNT, TAG, call, connect
-
-OTHER_TAG = "2619999999999"
-RELAY_PIXEL = {
-    "id": "88001",
-    "configuration": json.dumps(
-        {"relayUrl": "https://relay.example/pixel", "shopDomain": SHOP}
-    ),
-    "eventPayloadVersion": "v1",
-    "runtimeContext": "STRICT",
-    "type": "APP",
-    "apiClientId": 901,
-    "privacyPurposes": ["MARKETING", "SALE_OF_DATA"],
-}
-
-
-def pinterest_pixel(tag_id: str) -> dict:
-    """Pinterest's app pixel as the web pixels manager lists it."""
-    return {
-        "id": "77001",
-        "configuration": json.dumps({"tagId": tag_id, "enhancedMatch": "true"}),
-        "eventPayloadVersion": "v1",
-        "runtimeContext": "STRICT",
-        "scriptVersion": "0.0.4",
-        "type": "APP",
-        "apiClientId": 2329312,
-        "privacyPurposes": ["ANALYTICS", "MARKETING", "SALE_OF_DATA"],
-    }
-
-
-def storefront(pixels: list[dict] | None = None, body: str = "") -> str:
-    setup = (
-        '<script id="web-pixels-manager-setup">(function e(e,t){})'
-        '({"shopId":60123456789,"storefrontBaseUrl":"https://www.example-shop.com",'
-        f"webPixelsConfigList:{json.dumps(pixels or [RELAY_PIXEL])},"
-        "isMerchantRequest:false});</script>"
-    )
-    return f"<!doctype html><html><head>{setup}</head><body>{body}</body></html>"
-
-
-PASTED = (
-    "<script>!function(e){{window.pintrk=function(){{}}}}"
-    '("https://s.pinimg.com/ct/core.js");'
-    "pintrk('load', '{tag}', {{em: ''}});pintrk('page');</script>"
+from tests.storefronts import (
+    OTHER_TAG,
+    PASTED,
+    RELAY_PIXEL,
+    pinterest_pixel,
+    storefront,
 )
-
-
-@pytest.fixture
-def set_up(runtime, installed, shopify, pinterest):
-    """An installed shop with Pinterest set up by hand for TAG, a clean
-    storefront and theme, and the Pinterest app not installed."""
-    connect_pinterest(runtime, pinterest, SHOP)
-    configure_destination(runtime, "pinterest", {"tag_id": TAG})
-    shopify.storefront_html = storefront()
-    shop = shopify.shop(SHOP)
-    shop.theme_files = {
-        "layout/theme.liquid": "<html>{{ content_for_header }}</html>",
-        "config/settings_data.json": json.dumps({"current": {"blocks": {}}}),
-    }
-    shop.pinterest_app = {"title": "Pinterest", "installation": {"id": "gid://1"}}
-    return shopify
+from tests.test_connect_pinterest import ACCOUNT, TAG, call, connect
 
 
 def check(runtime) -> dict[str, Finding]:

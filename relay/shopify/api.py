@@ -214,9 +214,20 @@ class Shopify:
             return result.data or {}, []
         body = result.response.body if result.response is not None else ""
         if result.log.code == "graphql_errors" and not _throttled(body):
-            answer = json.loads(body)
-            errors = [e for e in answer.get("errors") or [] if isinstance(e, dict)]
-            return answer.get("data") or {}, errors
+            try:
+                answer = json.loads(body)
+            except (ValueError, RecursionError):
+                answer = {}
+            if not isinstance(answer, dict):
+                answer = {}
+            errors = answer.get("errors")
+            data = answer.get("data")
+            return (
+                data if isinstance(data, dict) else {},
+                [e for e in errors if isinstance(e, dict)]
+                if isinstance(errors, list)
+                else [],
+            )
         raise _graphql_error(shop, result)
 
 
@@ -234,12 +245,16 @@ def _graphql_error(shop: str, result: Any) -> ShopifyUnavailable | ShopifyRefuse
 def _throttled(body: str) -> bool:
     try:
         errors = json.loads(body).get("errors") or []
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return False
-    return any(
-        isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED"
-        for e in errors
-    )
+    return isinstance(errors, list) and "THROTTLED" in map(error_code, errors)
+
+
+def error_code(error: Any) -> str | None:
+    """A GraphQL error's `extensions.code`, whatever shape the error has."""
+    extensions = error.get("extensions") if isinstance(error, dict) else None
+    code = extensions.get("code") if isinstance(extensions, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def subdomain(shop: str) -> str:

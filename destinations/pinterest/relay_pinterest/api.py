@@ -30,6 +30,7 @@ OAUTH_URL = "https://www.pinterest.com/oauth/"
 SCOPES = "ads:read,ads:write"
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 MAX_PAGES = 10
+MAX_TOKEN_SECONDS = 366 * 24 * 3600
 
 
 class PinterestOAuth(OAuthClient):
@@ -90,11 +91,14 @@ class PinterestOAuth(OAuthClient):
         )
         try:
             now = datetime.now(timezone.utc)
+            # Bounded: a token "valid for 1e20 seconds" is a broken answer.
+            lives = min(int(answer["expires_in"]), MAX_TOKEN_SECONDS)
             refresh_at = answer.get("refresh_token_expires_at")
+            refresh_token = answer.get("refresh_token")
             return Grant(
                 access_token=str(answer["access_token"]),
-                refresh_token=answer.get("refresh_token"),
-                expires_at=now + timedelta(seconds=int(answer["expires_in"])),
+                refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+                expires_at=now + timedelta(seconds=lives),
                 refresh_expires_at=(
                     datetime.fromtimestamp(int(refresh_at), timezone.utc)
                     if refresh_at
@@ -102,7 +106,7 @@ class PinterestOAuth(OAuthClient):
                 ),
                 scope=str(answer.get("scope", "")),
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError, OSError):
             raise PlatformUnavailable(
                 "Pinterest's token answer was unreadable"
             ) from None

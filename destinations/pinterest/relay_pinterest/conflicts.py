@@ -22,8 +22,9 @@ Silence is never `ok`: a signal that cannot look says `unknown`, and why.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -35,12 +36,17 @@ from relay.conflicts import (
     Verdict,
 )
 from relay.errors import PlatformError, PlatformRefused
+from relay.shopify.api import error_code
 from relay_pinterest.api import PinterestOAuth
+
+log = logging.getLogger(__name__)
 
 PIXELS_MARKER = "webPixelsConfigList"
 PASTED_TAG = re.compile(r"""pintrk\(\s*['"]load['"]\s*,\s*['"](\d{6,18})['"]""")
 CORE_JS = "s.pinimg.com/ct/core.js"
-APP_EMBED = re.compile(r"shopify://apps/pinterest[^/\"]*/blocks/")
+APP_EMBED = re.compile(
+    r"shopify://apps/pinterest[a-z0-9-]*/blocks/[A-Za-z0-9_/-]{0,120}"
+)
 TAG_KEY = re.compile(r"tag", re.IGNORECASE)
 RECENTLY = timedelta(hours=24)
 
@@ -81,11 +87,27 @@ query RelayPinterestApp {
 def check(context: CheckContext) -> list[Finding]:
     configured = _configured_tag(context)
     return [
-        *_storefront(context, configured),
-        _theme(context, configured),
-        _sales_channel(context),
-        _pinterest(context, configured),
+        *_guarded(
+            ("storefront app pixels", "storefront pasted tag"),
+            lambda: _storefront(context, configured),
+        ),
+        *_guarded(("theme files",), lambda: [_theme(context, configured)]),
+        *_guarded(("Pinterest sales channel",), lambda: [_sales_channel(context)]),
+        *_guarded(("Pinterest ad account",), lambda: [_pinterest(context, configured)]),
     ]
+
+
+def _guarded(
+    signals: tuple[str, ...], look: Callable[[], list[Finding]]
+) -> list[Finding]:
+    """A signal that trips over what it was given says `unknown`, not crash:
+    storefronts, themes and API answers are anyone's to shape."""
+    try:
+        return look()
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as error:
+        log.exception("pinterest conflict check: %s failed", ", ".join(signals))
+        reason = f"Relay could not read what it was given ({type(error).__name__})"
+        return [_cannot_look(signal, reason) for signal in signals]
 
 
 # -- 1. the storefront ---------------------------------------------------------
@@ -216,7 +238,7 @@ def web_pixels(html: str) -> list[dict[str, Any]] | None:
         return None
     try:
         pixels, _ = json.JSONDecoder().raw_decode(html, bracket)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(pixels, list):
         return None
@@ -226,26 +248,29 @@ def web_pixels(html: str) -> list[dict[str, Any]] | None:
 def _is_pinterest_pixel(pixel: dict[str, Any]) -> bool:
     """Pinterest's app pixel, by heuristic: Shopify does not document the
     set-up, nor which app a pixel belongs to beyond an app id Relay cannot
-    resolve. An app pixel that names Pinterest, or whose configuration holds
-    a 13-digit tag id (the length of every Pinterest tag id seen), is taken
-    for it."""
+    resolve. An app pixel whose configuration has a key naming Pinterest, or
+    a tag id of 13 digits (the length of every Pinterest tag id seen), is
+    taken for it; a mere mention of pinterest.com in a value is not."""
     if str(pixel.get("type", "")).upper() != "APP":
         return False
-    if "pinterest" in json.dumps(pixel).lower():
+    configuration = _configuration(pixel)
+    if any("pinterest" in str(key).lower() for key in configuration):
         return True
     return any(len(tag) == 13 for tag in _tag_ids(pixel))
 
 
-def _tag_ids(pixel: dict[str, Any]) -> Iterator[str]:
+def _configuration(pixel: dict[str, Any]) -> dict[str, Any]:
     configuration = pixel.get("configuration")
-    if isinstance(configuration, str):
+    if isinstance(configuration, str) and len(configuration) <= 100_000:
         try:
             configuration = json.loads(configuration)
-        except ValueError:
-            return
-    if not isinstance(configuration, dict):
-        return
-    for key, value in configuration.items():
+        except (ValueError, RecursionError):
+            return {}
+    return configuration if isinstance(configuration, dict) else {}
+
+
+def _tag_ids(pixel: dict[str, Any]) -> Iterator[str]:
+    for key, value in _configuration(pixel).items():
         text = str(value)
         if TAG_KEY.search(str(key)) and text.isdigit() and 6 <= len(text) <= 18:
             yield text
@@ -269,23 +294,25 @@ def _theme(context: CheckContext, configured: str | None) -> Finding:
             "permission is not granted)",
             "Approve Relay's updated permissions when the Shopify admin asks.",
         )
-    themes = (data.get("themes") or {}).get("nodes") or []
-    if errors or not themes:
+    theme = _main_theme(data)
+    if errors or theme is None:
         return _cannot_look(signal, "Shopify returned no main theme")
-    files = {
-        node.get("filename"): ((node.get("body") or {}).get("content") or "")
-        for node in (themes[0].get("files") or {}).get("nodes") or []
-        if isinstance(node, dict)
-    }
-    embed = _enabled_pinterest_embed(files.get("config/settings_data.json", ""))
+    name, files = theme
+    settings = _settings_data(files.get("config/settings_data.json", ""))
+    if settings is None:
+        return _cannot_look(
+            signal,
+            f"config/settings_data.json of theme '{name}' could not be read",
+        )
+    embed = _enabled_pinterest_embed(settings)
     if embed:
         return Finding(
             signal,
             Verdict.CONFLICT,
             "Your theme turns on the Pinterest app's tag, which sends your "
             "conversions from the browser with its own event ids.",
-            f"config/settings_data.json of theme '{themes[0].get('name')}' has "
-            f"the app embed {embed} turned on",
+            f"config/settings_data.json of theme '{name}' has the app embed "
+            f"{embed} turned on",
             (
                 f"In {APP_EMBEDS}, turn off the Pinterest tag embed, or "
                 f"{RELAY_EVENTS}.",
@@ -300,24 +327,63 @@ def _theme(context: CheckContext, configured: str | None) -> Finding:
         signal,
         Verdict.OK,
         "Your theme has no Pinterest Tag and no Pinterest app embed turned on.",
-        f"layout/theme.liquid and config/settings_data.json of theme "
-        f"'{themes[0].get('name')}' read",
+        f"layout/theme.liquid and config/settings_data.json of theme '{name}' read",
     )
 
 
-def _enabled_pinterest_embed(settings_json: str) -> str | None:
-    try:
-        settings = json.loads(settings_json) if settings_json else {}
-    except ValueError:
+def _main_theme(data: dict[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """The main theme's name and its files' text, or None if there is none."""
+    nodes = _dig(data, "themes", "nodes")
+    theme = nodes[0] if isinstance(nodes, list) and nodes else None
+    if not isinstance(theme, dict):
         return None
-    blocks = (
-        (settings.get("current") or {}) if isinstance(settings, dict) else {}
-    ).get("blocks") or {}
+    files: dict[str, str] = {}
+    for node in _dig(theme, "files", "nodes") or []:
+        filename, content = _dig(node, "filename"), _dig(node, "body", "content")
+        if isinstance(filename, str) and isinstance(content, str):
+            files[filename] = content
+    return _plain(str(theme.get("name") or "unnamed"))[:100], files
+
+
+def _settings_data(text: str) -> dict[str, Any] | None:
+    """settings_data.json as Shopify writes it: JSON after a /* … */ notice.
+    None when it cannot be read; an absent file reads as empty."""
+    text = text.strip()
+    if text.startswith("/*"):
+        end = text.find("*/")
+        text = text[end + 2 :] if end >= 0 else ""
+    if not text:
+        return {}
+    try:
+        settings = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _enabled_pinterest_embed(settings: dict[str, Any]) -> str | None:
+    """The type of a Pinterest app embed not switched off, if any. Older
+    themes keep `current` as the name of a preset: no embeds there."""
+    blocks = _dig(settings, "current", "blocks")
     for block in blocks.values() if isinstance(blocks, dict) else []:
-        kind = str((block or {}).get("type", ""))
-        if APP_EMBED.search(kind) and not (block or {}).get("disabled", False):
-            return kind
+        kind = block.get("type") if isinstance(block, dict) else None
+        found = APP_EMBED.search(kind) if isinstance(kind, str) else None
+        if found and block.get("disabled") is not True:
+            return found.group(0)
     return None
+
+
+def _dig(value: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _plain(text: str) -> str:
+    """Text from a theme or storefront, fit for a message: printable only."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 # -- 3. the sales channel ------------------------------------------------------
@@ -421,9 +487,9 @@ def _pinterest(context: CheckContext, configured: str | None) -> Finding:
 
     no_code = sorted(
         {
-            d
+            _plain(domain)[:255]
             for tag in tags
-            for d in ((tag.get("configs") or {}).get("no_code_capi_domains") or [])
+            for domain in _listed(_dig(tag, "configs", "no_code_capi_domains"))
         }
     )
     if no_code:
@@ -515,11 +581,16 @@ def _cannot_look(signal: str, reason: str, *steps: str) -> Finding:
     )
 
 
-def _denied(errors: list[dict[str, Any]]) -> bool:
-    return any(
-        (error.get("extensions") or {}).get("code") == "ACCESS_DENIED"
-        for error in errors
+def _listed(value: Any) -> list[str]:
+    return (
+        [v for v in value if isinstance(v, str) and v]
+        if isinstance(value, list)
+        else []
     )
+
+
+def _denied(errors: list[dict[str, Any]]) -> bool:
+    return "ACCESS_DENIED" in map(error_code, errors)
 
 
 def _configured_tag(context: CheckContext) -> str | None:
