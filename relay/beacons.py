@@ -30,6 +30,9 @@ PROCESS_BEACON = "relay.jobs.process_beacon"
 # Patterns end in \Z, not $, which would let a trailing newline through
 # (Python's `re`, which jsonschema uses, reads them).
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}\\Z"}
+# No colon: cart increases' event ids have them, and a pixel event must not
+# be able to take one first.
+_EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}\\Z"}
 _SHORT_TEXT = {"type": ["string", "null"], "maxLength": 2048}
 _FLAG = {"type": ["boolean", "null"]}
 EVENT_NAMES = [
@@ -92,7 +95,7 @@ ENVELOPE: dict[str, Any] = {
             "type": "object",
             "required": ["id", "name", "client_id", "timestamp"],
             "properties": {
-                "id": _ID,
+                "id": _EVENT_ID,
                 "name": {"enum": EVENT_NAMES},
                 "client_id": _ID,
                 "timestamp": {
@@ -170,6 +173,28 @@ def read_beacon(body: bytes) -> Beacon:
     return Beacon(envelope["shop"], event["id"], event["client_id"], envelope)
 
 
+def _claim_client_id(connection: redis.Redis, config: Config, beacon: Beacon) -> None:
+    """Record the shop a client id belongs to; BadInput (409) if another.
+
+    Not in the beacon's transaction: a visitor's beacons arrive together,
+    and watching this shared key would drop all but one of them.
+    """
+    owner_key = keys.visitor_shop(beacon.client_id)
+    seconds = config.visitor_profile_days * 24 * 3600
+    connection.set(owner_key, beacon.shop, nx=True, ex=seconds)
+    owner = connection.get(owner_key)
+    if owner is not None and owner.decode() != beacon.shop:
+        raise BadInput("event/client_id: belongs to a visitor of another shop", 409)
+    links = keys.visitor_links(beacon.shop, beacon.client_id)
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.expire(owner_key, seconds)
+        # Deleting the visitor (privacy) deletes this record too, even when
+        # the beacon's job never runs.
+        pipe.sadd(links, owner_key)
+        pipe.expire(links, seconds)
+        pipe.execute()
+
+
 def accept_beacon(
     queue: Queue,
     config: Config,
@@ -191,19 +216,13 @@ def accept_beacon(
         }
     )
     key = keys.beacon(beacon.shop, beacon.client_id, beacon.event_id)
-    owner_key = keys.visitor_shop(beacon.client_id)
+    _claim_client_id(connection, config, beacon)
     with connection.pipeline() as pipe:
         try:
-            pipe.watch(key, owner_key)
-            owner: bytes | None = pipe.get(owner_key)  # type: ignore[assignment]
-            if owner is not None and owner.decode() != beacon.shop:
-                raise BadInput(
-                    "event/client_id: belongs to a visitor of another shop", 409
-                )
+            pipe.watch(key)
             if pipe.exists(key):
                 return False
             pipe.multi()
-            pipe.set(owner_key, beacon.shop, ex=config.visitor_profile_days * 24 * 3600)
             pipe.set(key, stored, ex=config.inbox_seconds)
             queue.enqueue_call(
                 PROCESS_BEACON,
@@ -218,5 +237,5 @@ def accept_beacon(
             )
             pipe.execute()
         except redis.WatchError:
-            return False
+            return False  # the same beacon, accepted a moment ago
     return True

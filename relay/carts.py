@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 CART_SECONDS = 30 * 24 * 3600
 # A cart edited more often than this keeps only its latest states.
 MAX_STATES = 100
+# As for one line of an order: more is no real cart.
+MAX_QUANTITY = 1_000_000
 # Event ids are at most 255 characters in the events table.
 MAX_TOKEN_IN_ID = 128
 
@@ -72,11 +74,25 @@ def remember(connection: redis.Redis, shop: str, summary: dict[str, Any]) -> lis
                 continue  # another webhook of this cart was kept meanwhile
 
 
-def increases(states: list[dict[str, Any]]) -> Iterator[Increase]:
-    """Every quantity increase along the history, from an empty cart."""
+def increases(
+    states: list[dict[str, Any]], around: str | None = None
+) -> Iterator[Increase]:
+    """The quantity increases along the history, from an empty cart.
+
+    With `around` (a state's `updated_at`), only those into that state and
+    into the one after it: the others are unchanged by its arrival.
+    """
+    times = [state["updated_at"] for state in states]
+    wanted = set(times)
+    if around is not None and around in times:
+        at = times.index(around)
+        wanted = set(times[at : at + 2])
     previous: dict[str, int] = {}
     for state in states:
         current = _quantities(state)
+        if state["updated_at"] not in wanted:
+            previous = {variant_id: q for variant_id, (q, _) in current.items()}
+            continue
         for variant_id, (quantity, line) in current.items():
             before = previous.get(variant_id, 0)
             if quantity > before:
@@ -150,7 +166,8 @@ def _quantities(state: dict[str, Any]) -> dict[str, tuple[int, dict[str, Any]]]:
         if not variant_id:
             continue
         quantity, first = found.get(variant_id, (0, line))
-        found[variant_id] = (quantity + int(line.get("quantity") or 0), first)
+        total = quantity + int(line.get("quantity") or 0)
+        found[variant_id] = (min(total, MAX_QUANTITY), first)
     return found
 
 

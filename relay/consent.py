@@ -27,10 +27,17 @@ POLICIES = (STANDARD, STRICT)
 DEFAULT = STANDARD
 
 
-def refusal(policy: str, consent: Consent) -> str | None:
-    """Why `policy` holds back an event with `consent`, or None to send it."""
+def refusal(policy: str, consent: Consent, *, from_browser: bool = False) -> str | None:
+    """Why `policy` holds back an event with `consent`, or None to send it.
+
+    `from_browser`: the event is the pixel's own (a page view): all of it is
+    what the browser told Relay, so a refusal of the sale of data holds it
+    back under either policy.
+    """
     if consent.marketing is False:
         return "consent: visitor refused marketing"
+    if consent.sale_of_data is False and from_browser:
+        return "consent: visitor refused the sale of their data"
     if policy == STRICT:
         if consent.marketing is not True:
             return "consent: no pixel session with marketing consent"

@@ -154,7 +154,11 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
     # The visitor's browser may have been seen since the event was made (a
     # purchase waits for it): what is known of the visitor now is used.
     event = visitors.resolve(runtime, Event.from_json(stored))
-    held_back = consent.refusal(delivery.shop.consent_policy, event.consent)
+    held_back = consent.refusal(
+        delivery.shop.consent_policy,
+        event.consent,
+        from_browser=event.origin.startswith("pixel:"),
+    )
     if event.name is EventName.PURCHASE and held_back is None:
         held_back = conflicts.held_by_conflict(
             session, delivery.shop, delivery.destination

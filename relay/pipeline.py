@@ -10,10 +10,12 @@
 |   customers/redact, shop/redact|                                                 |
 
 Pixel beacons (`process_beacon`) feed the visitor's profile and make the
-events only the browser sees (relay.shopify.pixel_events). A webhook event
-about a browser action whose visitor is not known yet is held for
-RELAY_BROWSER_WAIT_SECONDS, so the pixel's beacons can arrive; each delivery
-looks the visitor up again when it is sent.
+events only the browser sees (relay.shopify.pixel_events). Events are stored
+with their visitor identified but nothing filled in from the profile; each
+delivery fills in the click id, IP, user agent and identity when it is sent,
+with the visitor's consent as it stands then. A webhook event about a
+browser action whose visitor is not known yet is held for
+RELAY_BROWSER_WAIT_SECONDS, so the pixel's beacons can arrive.
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def _pixel_event_handler(event: Event) -> Handler:
     def record(
         runtime: Runtime, session: Session, shop: Shop, payload: Any, topic: str
     ) -> list[Queued]:
-        return _record(runtime, session, shop, visitors.resolve(runtime, event))
+        return _record(runtime, session, shop, visitors.identify(runtime, event))
 
     return record
 
@@ -192,18 +194,23 @@ def _event(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[Queued]:
     event = normalize.event_for_topic(shop.domain, topic, payload)
-    return _record(runtime, session, shop, visitors.resolve(runtime, event))
+    return _record(runtime, session, shop, visitors.identify(runtime, event))
 
 
 def _cart(
     runtime: Runtime, session: Session, shop: Shop, payload: dict[str, Any], topic: str
 ) -> list[Queued]:
+    if not shop.installed:
+        log.info("cart for %s: shop uninstalled, not kept", shop.domain)
+        return []
     summary = normalize.cart_summary(payload)
     token = summary["token"]
     states = carts.remember(runtime.redis, shop.domain, summary)
-    found = list(carts.increases(states))
+    # Only the increases this state can have changed: into it, and out of it
+    # into the next one (a late webhook lands between two known states).
+    found = list(carts.increases(states, around=summary["updated_at"]))
     log.info(
-        "cart for %s: %d state(s) known, %d increase(s) in all",
+        "cart for %s: %d state(s) known, %d increase(s) around this one",
         shop.domain,
         len(states),
         len(found),
@@ -211,7 +218,7 @@ def _cart(
     queued: list[Queued] = []
     for increase in found:
         event = carts.add_to_cart(shop.domain, token, increase, topic)
-        queued += _record(runtime, session, shop, visitors.resolve(runtime, event))
+        queued += _record(runtime, session, shop, visitors.identify(runtime, event))
     return queued
 
 

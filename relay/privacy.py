@@ -99,6 +99,27 @@ class Customer:
             _phone_digest(p, None) for p in phones
         )
 
+    def owns(self, record: EventRecord) -> bool:
+        """Whether an event is theirs or no one's in particular, not another
+        customer's (who may have used the same browser)."""
+        for mine, its in (
+            (self.customer_id, record.customer_id),
+            (self.email_digest, record.email_digest),
+            (self.phone_digest, record.phone_digest),
+        ):
+            if its is not None and mine is not None and its != mine:
+                return False
+        return True
+
+    def own_view(self, profile: dict[str, str]) -> dict[str, str]:
+        """A visitor profile without identity that is someone else's."""
+        theirs = {
+            "customer_id": self.customer_id,
+            "em": self.email_digest,
+            "ph": self.phone_digest,
+        }
+        return {k: v for k, v in profile.items() if k not in theirs or v == theirs[k]}
+
     def is_empty(self) -> bool:
         return not (
             self.customer_id or self.email_digest or self.phone_digest or self.order_ids
@@ -190,7 +211,7 @@ def data_request(
             ),
             "events": [_event_entry(record, session) for record in events],
             "visitor_profiles": [
-                visitors.profile(runtime.redis, domain, client_id)
+                customer.own_view(visitors.profile(runtime.redis, domain, client_id))
                 for client_id in sorted(clients)
             ],
             "waiting_for_processing": {
@@ -332,7 +353,10 @@ def _events_and_visitors(
         query = select(EventRecord).where(
             EventRecord.shop_id == shop.id, EventRecord.client_id == client_id
         )
-        events += [r for r in session.scalars(query) if r.id not in known]
+        # A shared browser: another customer's events there are theirs.
+        events += [
+            r for r in session.scalars(query) if r.id not in known and customer.owns(r)
+        ]
         known = {record.id for record in events}
     return sorted(events, key=lambda record: record.id), clients
 
@@ -356,6 +380,16 @@ def _visitors_of(
         visitors.client_for(runtime.redis, domain, kind, value)
         for kind, value in wanted
     }
+    # Devices where they were logged in, or typed their contact, and the
+    # devices their own events came from.
+    for name, value in (
+        ("customer_id", customer.customer_id),
+        ("em", customer.email_digest),
+        ("ph", customer.phone_digest),
+    ):
+        if value:
+            found |= visitors.stating(runtime.redis, domain, name, value)
+    found |= {e.client_id for e in events if e.client_id and customer.owns(e)}
     return {client_id for client_id in found if client_id}
 
 
@@ -480,7 +514,8 @@ def _matching_inbox_keys(
 def _matching_beacon_keys(
     runtime: Runtime, domain: str, customer: Customer
 ) -> list[bytes]:
-    """The shop's pixel beacons still waiting whose checkout names them."""
+    """The shop's pixel beacons still waiting whose checkout or logged-in
+    customer names them."""
     found = []
     for key in runtime.redis.scan_iter(
         match=keys.beacon(_glob(domain), "*", "*"), count=500
@@ -489,18 +524,29 @@ def _matching_beacon_keys(
         if raw is None:
             continue
         try:
-            checkout = json.loads(raw)["envelope"]["event"]["data"]["checkout"]
+            envelope = json.loads(raw)["envelope"]
         except (ValueError, RecursionError, KeyError, TypeError):
             continue
-        if not isinstance(checkout, dict):
+        if not isinstance(envelope, dict):
             continue
+        checkout = _object(
+            _object(_object(envelope.get("event")).get("data")).get("checkout")
+        )
+        logged_in = _object(envelope.get("customer"))
         order = _object(checkout.get("order"))
-        named = {
-            "email": checkout.get("email"),
-            "phone": checkout.get("phone"),
-            "order_id": order.get("id"),
-        }
-        if customer.matches_body(named):
+        named = [
+            {
+                "email": checkout.get("email"),
+                "phone": checkout.get("phone"),
+                "order_id": order.get("id"),
+            },
+            {
+                "email": logged_in.get("email"),
+                "phone": logged_in.get("phone"),
+                "customer": {"id": logged_in.get("id")},
+            },
+        ]
+        if any(customer.matches_body(body) for body in named):
             found.append(key)
     return found
 

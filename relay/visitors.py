@@ -86,10 +86,6 @@ def observe(
     )
     for kind, value in links(envelope):
         link(runtime.redis, shop, client_id, kind, value, seconds)
-    # Deleting the visitor deletes the record of which shop it belongs to.
-    runtime.redis.sadd(
-        keys.visitor_links(shop, client_id), keys.visitor_shop(client_id)
-    )
     _note_stated_identity(runtime.redis, shop, client_id, envelope, seconds)
     log.info(
         "visitor profile for %s updated from %s (%s)", shop, event["name"], event["id"]
@@ -185,20 +181,14 @@ def resolve(runtime: Runtime, event: Event) -> Event:
     the visitor and leaves its identity in the profile, for the visitor's
     later pixel events.
     """
-    person = event.person
-    client_id = person.client_id or _find_client(runtime.redis, event)
+    identified = identify(runtime, event)
+    client_id = identified.person.client_id
     if client_id is None:
         return event
 
-    seconds = runtime.config.visitor_profile_days * 24 * 3600
-    if event.origin.startswith("webhook:"):
-        # Only an authenticated webhook may say who the visitor is.
-        _link_webhook_ids(runtime.redis, event, client_id, seconds)
-        _remember_identity(runtime.redis, event, client_id, seconds)
-
     known = profile(runtime.redis, event.shop, client_id)
     consent = _consent(event.consent, known)
-    person = dataclasses.replace(person, client_id=client_id)
+    person = identified.person
     if consent.marketing is False or consent.sale_of_data is False:
         # The visitor refused: what the browser told Relay is not used.
         log.info(
@@ -231,6 +221,28 @@ def resolve(runtime: Runtime, event: Event) -> Event:
         ", ".join(filled) or "nothing (the event had it all)",
     )
     return dataclasses.replace(event, person=enriched, consent=consent)
+
+
+def identify(runtime: Runtime, event: Event) -> Event:
+    """`event` with its visitor's client id, and the visitor linked; nothing
+    else filled in.
+
+    Events are stored like this: what the browser told Relay is added only
+    when each delivery is sent (`resolve`), with the visitor's consent as it
+    stands then.
+    """
+    person = event.person
+    client_id = person.client_id or _find_client(runtime.redis, event)
+    if client_id is None:
+        return event
+    seconds = runtime.config.visitor_profile_days * 24 * 3600
+    if event.origin.startswith("webhook:"):
+        # Only an authenticated webhook may say who the visitor is.
+        _link_webhook_ids(runtime.redis, event, client_id, seconds)
+        _remember_identity(runtime.redis, event, client_id, seconds)
+    return dataclasses.replace(
+        event, person=dataclasses.replace(person, client_id=client_id)
+    )
 
 
 def _find_client(connection: redis.Redis, event: Event) -> str | None:
@@ -311,21 +323,31 @@ def _note_stated_identity(
         "customer_id": shopify_id(customer.get("id")),
     }
     key = keys.visitor(shop, client_id)
+    links_key = keys.visitor_links(shop, client_id)
     pipe = connection.pipeline()
     for name, value in stated.items():
         if value:
             pipe.hsetnx(key, name, value)
+            # Indexed for privacy requests only: every visitor stating it,
+            # never one owner, so a stranger's claim blocks no one.
+            stated_key = keys.visitor_link(shop, f"stated-{name}", value)
+            pipe.sadd(stated_key, client_id)
+            pipe.expire(stated_key, seconds)
+            pipe.sadd(links_key, stated_key)
     pipe.expire(key, seconds)
+    pipe.expire(links_key, seconds)
     pipe.execute()
 
 
 def _consent(own: Consent, known: dict[str, str]) -> Consent:
-    """The event's own consent, else the visitor's last known."""
+    """The event's own consent, else the visitor's last known; a refusal on
+    either side wins, so a withdrawal reaches events made before it."""
 
     def flag(value: bool | None, stored: str | None) -> bool | None:
-        if value is not None:
-            return value
-        return {"1": True, "0": False}.get(stored or "")
+        latest = {"1": True, "0": False}.get(stored or "")
+        if value is False or latest is False:
+            return False
+        return value if value is not None else latest
 
     return Consent(
         marketing=flag(own.marketing, known.get("consent_marketing")),
@@ -367,11 +389,27 @@ def client_for(connection: redis.Redis, shop: str, kind: str, value: str) -> str
     return _text(connection.get(keys.visitor_link(shop, kind, value)))
 
 
+def stating(connection: redis.Redis, shop: str, name: str, value: str) -> set[str]:
+    """The visitors whose browser stated `name` (em, ph, customer_id) as `value`."""
+    members = connection.smembers(keys.visitor_link(shop, f"stated-{name}", value))
+    return {_text(member) or "" for member in members} - {""}
+
+
 def forget(connection: redis.Redis, shop: str, client_id: str) -> int:
     """Delete a visitor's profile and every link to it; returns keys deleted."""
     links_key = keys.visitor_links(shop, client_id)
     link_keys = list(connection.smembers(links_key))
-    return int(connection.delete(keys.visitor(shop, client_id), links_key, *link_keys))
+    # The carts the visitor filled: their lines name no one, but together
+    # with the visitor they tell what this person put in their cart.
+    cart_prefix = keys.visitor_link(shop, "cart", "")
+    carts = [
+        keys.cart(shop, name[len(cart_prefix) :])
+        for name in map(_text, link_keys)
+        if name and name.startswith(cart_prefix)
+    ]
+    return int(
+        connection.delete(keys.visitor(shop, client_id), links_key, *link_keys, *carts)
+    )
 
 
 def parse_time(text: Any) -> datetime | None:

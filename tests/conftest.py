@@ -168,6 +168,14 @@ def shopify(httpserver: Any, runtime: Runtime) -> FakeShopify:
 
 
 @pytest.fixture
+def shop(runtime: Runtime) -> str:
+    """The fixtures' shop, known to Relay (as from its webhooks)."""
+    with runtime.db.session() as session:
+        ensure_shop(session, SHOP, runtime.clock.now())
+    return SHOP
+
+
+@pytest.fixture
 def connected_shop(runtime: Runtime, pinterest: FakePinterest) -> str:
     """The fixtures' shop, with Pinterest set up against the fake."""
     connect_pinterest(runtime, pinterest, SHOP)

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from relay import keys, visitors
-from relay.shops import ensure_shop
 from tests.conftest import (
     SHOP,
     connect_pinterest,
@@ -90,13 +89,6 @@ def post_beacon(client, body: Any, ip: str = VISITOR_IP):
         headers={"Origin": "https://www.example-shop.com"},
         environ_base={"REMOTE_ADDR": ip},
     )
-
-
-@pytest.fixture
-def shop(runtime):
-    with runtime.db.session() as session:
-        ensure_shop(session, SHOP, runtime.clock.now())
-    return SHOP
 
 
 def test_checkout_beacon_builds_the_visitor_s_profile_and_links(client, runtime, shop):

@@ -128,7 +128,8 @@ def _item(variant: Mapping[str, Any], quantity: Any) -> Item | None:
     if variant_id is None:
         return None
     product = _mapping(variant.get("product"))
-    count = quantity if isinstance(quantity, int) and 0 < quantity <= 1_000_000 else 1
+    usable = isinstance(quantity, int) and not isinstance(quantity, bool)
+    count = quantity if usable and 0 < quantity <= 1_000_000 else 1
     return Item(
         product_id=shopify_id(product.get("id")),
         variant_id=variant_id,
