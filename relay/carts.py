@@ -16,7 +16,6 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +24,7 @@ import redis
 from relay import keys, matchkeys
 from relay.errors import BadInput
 from relay.events import ActionSource, Commerce, Event, EventName, Item, Person
+from relay.shopify.normalize import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def remember(connection: redis.Redis, shop: str, summary: dict[str, Any]) -> lis
     """Add a state to the cart's history; returns the history, oldest first."""
     if not summary.get("updated_at"):
         raise BadInput("cart has no updated_at, so its changes cannot be ordered")
-    _moment(summary["updated_at"])  # BadInput before anything is kept
+    parse_time(summary["updated_at"])  # BadInput before anything is kept
     key = keys.cart(shop, summary["token"])
     with connection.pipeline() as pipe:
         while True:
@@ -64,7 +64,7 @@ def remember(connection: redis.Redis, shop: str, summary: dict[str, Any]) -> lis
                 # A redelivery of the same state replaces it.
                 states = [s for s in states if s["updated_at"] != summary["updated_at"]]
                 states.append(summary)
-                states.sort(key=lambda state: _moment(state["updated_at"]))
+                states.sort(key=lambda state: parse_time(state["updated_at"]))
                 states = states[-MAX_STATES:]
                 pipe.multi()
                 pipe.set(key, json.dumps({"states": states}), ex=CART_SECONDS)
@@ -116,7 +116,7 @@ def add_to_cart(shop: str, token: str, increase: Increase, topic: str) -> Event:
         shop=shop,
         name=EventName.ADD_TO_CART,
         event_id=event_id(token, increase.variant_id, increase.reached),
-        occurred_at=_moment(increase.updated_at),
+        occurred_at=parse_time(increase.updated_at),
         action_source=ActionSource.WEB,
         person=Person(cart_token=token),
         commerce=Commerce(
@@ -179,15 +179,3 @@ def _states(raw: Any) -> list[dict[str, Any]]:
         return list(stored["states"])
     # Kept by an earlier Relay, one state per cart.
     return [stored] if stored.get("updated_at") else []
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput("cart updated_at is not ISO 8601") from None
-    if moment.tzinfo is None:
-        raise BadInput("cart updated_at has no UTC offset")
-    if not 2000 <= moment.year <= 2100:
-        raise BadInput("cart updated_at is outside 2000–2100")
-    return moment

@@ -4,12 +4,13 @@
     ├── ConfigError              the deployment is set up wrong; fix and restart
     ├── BadInput                 a request or file Relay cannot use (has an HTTP status)
     │   └── BadWebhook
-    ├── DeliveryError            a destination did not take an event
-    │   ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
-    │   └── PermanentDelivery    sending the same thing again cannot work
-    ├── PlatformError            a destination platform's own API (OAuth, accounts)
-    │   ├── PlatformUnavailable  try again later: network, timeout, 429, 5xx
-    │   └── PlatformRefused      the merchant must act: code, token or access refused
+    ├── PlatformAnswer           an ad platform said no, or nothing (status, message)
+    │   ├── DeliveryError        a destination did not take an event
+    │   │   ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
+    │   │   └── PermanentDelivery    sending the same thing again cannot work
+    │   └── PlatformError        its own API (OAuth, accounts, tags)
+    │       ├── PlatformUnavailable  try again later: network, timeout, 429, 5xx
+    │       └── PlatformRefused      the merchant must act: code, token, access
     └── ShopifyError             Shopify's Admin API did not do what was asked
         ├── ShopifyUnavailable   try again later: network, 5xx, rate limit
         └── ShopifyRefused       the shop must act: uninstalled, token revoked,
@@ -46,8 +47,8 @@ class BadWebhook(BadInput):
     """A webhook delivery that fails verification or cannot be parsed."""
 
 
-class DeliveryError(RelayError):
-    """A destination did not accept a batch.
+class PlatformAnswer(RelayError):
+    """An ad platform did not do what was asked.
 
     `http_status` is the platform's answer when there was one; `detail` is the
     platform's own message, safe to log (it never carries personal data that
@@ -61,6 +62,10 @@ class DeliveryError(RelayError):
         self.reason = reason
         self.http_status = http_status
         self.detail = detail
+
+
+class DeliveryError(PlatformAnswer):
+    """A destination did not accept a batch."""
 
 
 class RetryableDelivery(DeliveryError):
@@ -82,19 +87,8 @@ class PermanentDelivery(DeliveryError):
     """The platform refused the batch; resending it unchanged cannot help."""
 
 
-class PlatformError(RelayError):
-    """A call to a destination platform's API, other than sending, failed.
-
-    `http_status` and `detail` are the platform's answer, safe to show.
-    """
-
-    def __init__(
-        self, reason: str, *, http_status: int | None = None, detail: str = ""
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.http_status = http_status
-        self.detail = detail
+class PlatformError(PlatformAnswer):
+    """A call to a destination platform's API, other than sending, failed."""
 
 
 class PlatformUnavailable(PlatformError):

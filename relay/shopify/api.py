@@ -175,7 +175,19 @@ class Shopify:
         and ShopifyRefused for what will not (revoked token, missing scope,
         a query Shopify rejects).
         """
-        result = self.app.admin_graphql_request(
+        result = self._graphql_request(shop, access_token, query, variables)
+        if result.ok:
+            return result.data or {}
+        raise _graphql_error(shop, result)
+
+    def _graphql_request(
+        self,
+        shop: str,
+        access_token: str,
+        query: str,
+        variables: dict[str, Any] | None,
+    ) -> Any:
+        return self.app.admin_graphql_request(
             query,
             shop=subdomain(shop),
             access_token=access_token,
@@ -186,9 +198,6 @@ class Shopify:
             max_retries=1,
             http_client=self.http,
         )
-        if result.ok:
-            return result.data or {}
-        raise _graphql_error(shop, result)
 
     def graphql_answer(
         self,
@@ -200,16 +209,7 @@ class Shopify:
         """Like `graphql`, but a query answered with GraphQL errors (a field
         the app may not read: `ACCESS_DENIED`) returns `(data, errors)`, with
         whatever data Shopify gave, instead of raising."""
-        result = self.app.admin_graphql_request(
-            query,
-            shop=subdomain(shop),
-            access_token=access_token,
-            api_version=self.api_version,
-            invalid_token_response=None,
-            variables=variables,
-            max_retries=1,
-            http_client=self.http,
-        )
+        result = self._graphql_request(shop, access_token, query, variables)
         if result.ok:
             return result.data or {}, []
         body = result.response.body if result.response is not None else ""

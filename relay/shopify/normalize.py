@@ -46,7 +46,7 @@ def order_to_purchase(shop: str, order: Payload, topic: str) -> Event:
     or the order was placed, not when the webhook fired.
     """
     order_id = _required_id(order, "id", "order")
-    occurred_at = _time(order.get("processed_at") or order.get("created_at"))
+    occurred_at = parse_time(order.get("processed_at") or order.get("created_at"))
     currency, value = _order_value(order, shop, order_id)
 
     return Event(
@@ -78,7 +78,7 @@ def checkout_to_begin_checkout(shop: str, checkout: Payload, topic: str) -> Even
     token = _token(checkout.get("token"))
     if token is None:
         raise BadInput("checkout has no usable token")
-    occurred_at = _time(checkout.get("created_at"))
+    occurred_at = parse_time(checkout.get("created_at"))
     currency = _currency(checkout.get("currency"))
     value = _decimal(checkout.get("subtotal_price"))
     log.info(
@@ -363,7 +363,7 @@ def _token(value: Any) -> str | None:
     return None
 
 
-def _time(value: Any) -> datetime:
+def parse_time(value: Any) -> datetime:
     """An ISO 8601 time with an offset, within the years a store can act in."""
     if not isinstance(value, str):
         raise BadInput("payload has no usable timestamp")

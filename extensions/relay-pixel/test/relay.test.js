@@ -254,9 +254,10 @@ test('an event without a client id is not sent', async () => {
   assert.deepEqual(shopify.sent, []);
 });
 
-test('an add-to-cart names the cart the cookie holds, made after the page loaded', async () => {
+test('an add-to-cart names the cart in the cookie, made after page load', async () => {
   const added = fixture('pixel_product_added_to_cart.json');
-  const shopify = fakeShopify({cookies: {cart: encodeURIComponent('newcart42?key=s3cret')}});
+  const cookie = encodeURIComponent('newcart42?key=s3cret');
+  const shopify = fakeShopify({cookies: {cart: cookie}});
   shopify.api.init.data.cart = null; // the page loaded with no cart yet
   startRelayPixel(shopify.api);
 
