@@ -183,7 +183,7 @@ def _claim_client_id(connection: redis.Redis, config: Config, beacon: Beacon) ->
     seconds = config.visitor_profile_days * 24 * 3600
     connection.set(owner_key, beacon.shop, nx=True, ex=seconds)
     owner = connection.get(owner_key)
-    if owner is not None and owner.decode() != beacon.shop:
+    if owner is not None and owner.decode("utf-8", "replace") != beacon.shop:
         raise BadInput("event/client_id: belongs to a visitor of another shop", 409)
     links = keys.visitor_links(beacon.shop, beacon.client_id)
     with connection.pipeline(transaction=False) as pipe:

@@ -84,8 +84,9 @@ def increases(
     """
     times = [state["updated_at"] for state in states]
     wanted = set(times)
-    if around is not None and around in times:
-        at = times.index(around)
+    if around is not None:
+        # A state older than the kept history changes nothing kept.
+        at = times.index(around) if around in times else len(times)
         wanted = set(times[at : at + 2])
     previous: dict[str, int] = {}
     for state in states:

@@ -28,13 +28,13 @@ from relay.errors import (
     RetryableDelivery,
 )
 from relay.events import Event, EventName
-from relay.models import Delivery
+from relay.models import PENDING, Delivery, EventRecord
+from relay.privacy import record_digests as privacy_digests
 from relay.runtime import Runtime
 from relay.shops import destination_config
 
 log = logging.getLogger(__name__)
 
-PENDING = ("queued", "retrying")
 # Clocks disagree a little; an action hours ahead of ours is bad data, and
 # platforms refuse future times.
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -154,6 +154,7 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
     # The visitor's browser may have been seen since the event was made (a
     # purchase waits for it): what is known of the visitor now is used.
     event = visitors.resolve(runtime, Event.from_json(stored))
+    _note_identity(delivery.event, event)
     held_back = consent.refusal(
         delivery.shop.consent_policy,
         event.consent,
@@ -191,6 +192,15 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         else None
     )
     return Prepared(destination, config, formatted, conflict)
+
+
+def _note_identity(record: EventRecord, event: Event) -> None:
+    """Whose identity the event goes out with, for privacy requests: on a
+    shared browser, a page view sent with Max's email is Max's, not Jane's."""
+    digests = privacy_digests(event.person)
+    record.customer_id = record.customer_id or event.person.customer_id
+    record.email_digest = record.email_digest or digests["email_digest"]
+    record.phone_digest = record.phone_digest or digests["phone_digest"]
 
 
 def give_up(runtime: Runtime, delivery_id: int, error: BaseException) -> None:

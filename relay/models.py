@@ -62,6 +62,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
+# Delivery statuses that still expect a send.
+PENDING = ("queued", "retrying")
+
+
 class Base(DeclarativeBase):
     pass
 

@@ -41,9 +41,15 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from relay import keys, matchkeys, visitors
-from relay.delivery import PENDING
 from relay.events import Person
-from relay.models import Delivery, EventRecord, PrivacyReport, PrivacyRequest, Shop
+from relay.models import (
+    PENDING,
+    Delivery,
+    EventRecord,
+    PrivacyReport,
+    PrivacyRequest,
+    Shop,
+)
 from relay.runtime import Runtime
 from relay.shopify.normalize import clean_text, shopify_id
 from relay.shops import find_shop

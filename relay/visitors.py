@@ -34,6 +34,9 @@ from relay.shopify.normalize import shopify_id
 log = logging.getLogger(__name__)
 
 CLOCK_SKEW = timedelta(minutes=10)
+# More devices than this stating one email or customer id are not indexed
+# (a person has a few; a stranger forging many would slow privacy requests).
+MAX_STATING = 20
 # Private (RFC 1918, unique local) and carrier-grade NAT ranges.
 INTERNAL_NETWORKS = tuple(
     ipaddress.ip_network(n)
@@ -240,8 +243,20 @@ def identify(runtime: Runtime, event: Event) -> Event:
         # Only an authenticated webhook may say who the visitor is.
         _link_webhook_ids(runtime.redis, event, client_id, seconds)
         _remember_identity(runtime.redis, event, client_id, seconds)
+    # A refusal known now stays with the event: the profile may expire or
+    # be deleted (another customer's redaction) before the event is sent.
+    known = _consent(Consent(), profile(runtime.redis, event.shop, client_id))
+    consent = dataclasses.replace(
+        event.consent,
+        marketing=False if known.marketing is False else event.consent.marketing,
+        sale_of_data=(
+            False if known.sale_of_data is False else event.consent.sale_of_data
+        ),
+    )
     return dataclasses.replace(
-        event, person=dataclasses.replace(person, client_id=client_id)
+        event,
+        person=dataclasses.replace(person, client_id=client_id),
+        consent=consent,
     )
 
 
@@ -331,9 +346,12 @@ def _note_stated_identity(
             # Indexed for privacy requests only: every visitor stating it,
             # never one owner, so a stranger's claim blocks no one.
             stated_key = keys.visitor_link(shop, f"stated-{name}", value)
-            pipe.sadd(stated_key, client_id)
-            pipe.expire(stated_key, seconds)
-            pipe.sadd(links_key, stated_key)
+            # Bounded: anyone may state any email, and a privacy request
+            # walks every member.
+            if connection.scard(stated_key) < MAX_STATING:
+                pipe.sadd(stated_key, client_id)
+                pipe.expire(stated_key, seconds)
+                pipe.sadd(links_key, stated_key)
     pipe.expire(key, seconds)
     pipe.expire(links_key, seconds)
     pipe.execute()
@@ -360,18 +378,28 @@ def _fill(person: Person, known: dict[str, str]) -> Person:
     click_ids = dict(person.click_ids)
     if "epik" not in click_ids and known.get("click_id"):
         click_ids["epik"] = known["click_id"]
-    has_email = bool(person.email or person.email_sha256)
-    has_phone = bool(person.phone or person.phone_sha256)
-    return dataclasses.replace(
+    browser = dataclasses.replace(
         person,
         ip=person.ip or known.get("ip") or None,
         user_agent=person.user_agent or known.get("user_agent") or None,
         click_ids=click_ids,
-        email_sha256=person.email_sha256
-        or (None if has_email else known.get("em") or None),
-        phone_sha256=person.phone_sha256
-        or (None if has_phone else known.get("ph") or None),
-        customer_id=person.customer_id or known.get("customer_id") or None,
+    )
+    identified = (
+        person.email,
+        person.email_sha256,
+        person.phone,
+        person.phone_sha256,
+        person.customer_id,
+    )
+    if any(identified):
+        # The event says who it is; on a shared browser the profile's
+        # identity may be someone else's, and the two must not be mixed.
+        return browser
+    return dataclasses.replace(
+        browser,
+        email_sha256=known.get("em") or None,
+        phone_sha256=known.get("ph") or None,
+        customer_id=known.get("customer_id") or None,
     )
 
 
@@ -402,14 +430,21 @@ def forget(connection: redis.Redis, shop: str, client_id: str) -> int:
     # The carts the visitor filled: their lines name no one, but together
     # with the visitor they tell what this person put in their cart.
     cart_prefix = keys.visitor_link(shop, "cart", "")
+    stated_prefix = keys.visitor_link(shop, "stated-", "")[:-1]
+    names = [name for name in map(_text, link_keys) if name]
     carts = [
         keys.cart(shop, name[len(cart_prefix) :])
-        for name in map(_text, link_keys)
-        if name and name.startswith(cart_prefix)
+        for name in names
+        if name.startswith(cart_prefix)
     ]
-    return int(
-        connection.delete(keys.visitor(shop, client_id), links_key, *link_keys, *carts)
-    )
+    # An identity stated on several devices: only this one leaves its index.
+    stated = [name for name in names if name.startswith(stated_prefix)]
+    owned = [name for name in names if name not in stated]
+    pipe = connection.pipeline()
+    for name in stated:
+        pipe.srem(name, client_id)
+    pipe.delete(keys.visitor(shop, client_id), links_key, *owned, *carts)
+    return int(pipe.execute()[-1])
 
 
 def parse_time(text: Any) -> datetime | None:

@@ -66,6 +66,9 @@ def event_from_beacon(
 
     click = _mapping(envelope.get("click_id"))
     consent = _mapping(envelope.get("consent"))
+    # Who was logged in when it happened: on a shared browser the profile's
+    # identity may be someone else's by the time the event is sent.
+    customer = _mapping(envelope.get("customer"))
     return Event(
         shop=shop,
         name=name,
@@ -78,6 +81,9 @@ def event_from_beacon(
             user_agent=clean_text(beacon.get("user_agent")),
             click_ids={"epik": click["epik"]} if click.get("epik") else {},
             cart_token=envelope.get("cart_token"),
+            customer_id=shopify_id(customer.get("id")),
+            email=clean_text(customer.get("email")),
+            phone=clean_text(customer.get("phone")),
         ),
         commerce=_commerce(name, data),
         consent=Consent(
