@@ -67,7 +67,10 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
         for row in rows:
             mode = "test mode" if row.test_mode else "live"
             state = "enabled" if row.enabled else "disabled"
-            yield f"{row.destination} for {shop_domain}: {state}, {mode}"
+            yield (
+                f"{row.destination} for {shop_domain}: {state}, {mode}, "
+                f"conflict policy {row.conflict_policy}"
+            )
             secrets = (
                 keyring.decrypt(row.encrypted_secrets)
                 if keyring and row.encrypted_secrets

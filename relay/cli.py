@@ -368,7 +368,10 @@ def _choose(what: str, choices: list[Any]) -> str:
 @click.option("--last", is_flag=True, help="Show the last result; check nothing.")
 @click.pass_obj
 def check_conflicts(config: Config, shop: str, only: str | None, last: bool) -> None:
-    """Check now whether a native integration also sends SHOP's conversions."""
+    """Check now whether a native integration also sends SHOP's conversions.
+
+    Exits with status 1 while a conflict stands unacknowledged.
+    """
     from relay import conflicts
     from relay.shops import active_destinations, find_shop
 
@@ -381,6 +384,7 @@ def check_conflicts(config: Config, shop: str, only: str | None, last: bool) -> 
         stored = {n: conflicts.last_result(session, shop_row, n) for n in names}
     if not names:
         raise click.ClickException(f"{shop} has no destination set up")
+    standing = 0
     for name in names:
         result = stored[name] if last else conflicts.check(runtime, shop, name)
         if result is None:
@@ -388,6 +392,10 @@ def check_conflicts(config: Config, shop: str, only: str | None, last: bool) -> 
             continue
         for line in conflicts.describe(result):
             click.echo(line)
+        standing += len(result.standing_conflicts())
+    if standing:
+        # For scripts: a conflict nobody has acknowledged yet.
+        raise SystemExit(1)
 
 
 @cli.command("acknowledge-conflict")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -81,7 +82,8 @@ class Finding:
     def key(self) -> str:
         """Names this finding for an acknowledgement; new evidence, new key."""
         digest = hashlib.sha256(f"{self.verdict}|{self.evidence}".encode())
-        return f"{self.signal}:{digest.hexdigest()[:12]}"
+        slug = re.sub(r"[^a-z0-9]+", "-", self.signal.lower()).strip("-")
+        return f"{slug}:{digest.hexdigest()[:12]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -214,9 +216,11 @@ class Storefront:
                 "the storefront leads to an address outside the public internet, "
                 "which Relay does not fetch"
             ) from None
+        except httpx.TimeoutException:
+            raise StorefrontUnavailable(f"{url} did not answer in time") from None
         except httpx.HTTPError as error:
             raise StorefrontUnavailable(
-                f"the storefront could not be fetched ({type(error).__name__})"
+                f"{url} could not be reached ({type(error).__name__})"
             ) from None
 
 
@@ -407,13 +411,20 @@ def acknowledge(runtime: Runtime, shop: str, destination: str, key: str) -> Find
     """Record that the merchant saw finding `key`; raises ConfigError if unknown."""
     with runtime.db.session() as session:
         shop_row = find_shop(session, shop)
-        row = None if shop_row is None else _row(session, shop_row, destination)
+        if shop_row is None:
+            raise ConfigError(f"no shop {shop!r} (see `relay shops list`)")
+        row = _row(session, shop_row, destination)
         findings = [Finding.from_dict(f) for f in (row.findings if row else [])]
         found = next((f for f in findings if f.key == key), None)
         if row is None or found is None:
             raise ConfigError(
                 f"no finding {key!r} in {shop}'s last {destination} check "
                 "(see `relay check-conflicts`)"
+            )
+        if found.verdict not in (Verdict.CONFLICT, Verdict.DEDUP_RISK):
+            raise ConfigError(
+                f"finding {key!r} is {found.verdict}: only a conflict or a dedup "
+                "risk is acknowledged, once dealt with"
             )
         row.acknowledged = sorted({*(row.acknowledged or []), key})
     log.info("shop %s: %s finding %s acknowledged", shop, destination, key)

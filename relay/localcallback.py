@@ -49,5 +49,7 @@ def wait_for_callback(port: int, seconds: int, state: str) -> dict[str, str]:
             server.timeout = max(0.1, deadline - time.monotonic())
             server.handle_request()
     if not received:
-        raise click.ClickException(f"no answer on http://localhost:{port} in time")
+        raise click.ClickException(
+            f"no answer on http://localhost:{port}/callback within {seconds} s"
+        )
     return received

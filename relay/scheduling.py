@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rq.cron import CronScheduler
+from rq.exceptions import StopRequested
 
 from relay import jobs, retention
 from relay import runtime as runtime_module
@@ -46,4 +47,9 @@ def run_cron(runtime: Runtime) -> None:
         retention.EVERY_SECONDS,
         CONFLICT_CHECK_SECONDS,
     )
-    cron_scheduler(runtime).start()
+    try:
+        cron_scheduler(runtime).start()
+    except StopRequested:
+        # SIGTERM can land before RQ's own loop catches it (while it
+        # registers itself): a normal stop, not a crash.
+        log.info("cron: stopped")

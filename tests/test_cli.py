@@ -144,7 +144,7 @@ def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path
 
     listed = run(env, "destinations", "list", "--shop", SHOP)
     assert listed.output.splitlines() == [
-        f"pinterest for {SHOP}: enabled, test mode",
+        f"pinterest for {SHOP}: enabled, test mode, conflict policy send",
         "  ad_account_id: '549755885175'",
         "  conversion_token: set",
         "  tag_id: None",

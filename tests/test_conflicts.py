@@ -17,6 +17,7 @@ from sqlalchemy import select
 from relay import conflicts
 from relay.cli import cli
 from relay.conflicts import Finding, Verdict
+from relay.errors import ConfigError
 from relay.models import Delivery, DestinationSetting
 from tests.conftest import (
     SECRET,
@@ -595,6 +596,7 @@ def test_the_cli_prints_the_last_check_and_acknowledges_a_finding(
     )
 
     lines = printed.output.splitlines()
+    assert printed.exit_code == 1  # a conflict stands unacknowledged
     assert lines[:6] == [
         f"pinterest for {SHOP}: conflict (checked 2026-07-14 14:30 UTC)",
         "- storefront app pixels: conflict",
@@ -626,6 +628,22 @@ def test_the_cli_prints_the_last_check_and_acknowledges_a_finding(
         cli, ["check-conflicts", "--shop", SHOP, "--last"], env=env
     )
     assert "- storefront app pixels: conflict (acknowledged)" in again.output
+    assert again.exit_code == 0
+
+
+def test_only_a_conflict_or_a_dedup_risk_can_be_acknowledged(runtime, set_up):
+    set_up.storefront_locked = True
+    result = conflicts.check(runtime, SHOP, "pinterest")
+    unknown = next(f for f in result.findings if f.verdict is Verdict.UNKNOWN)
+
+    with pytest.raises(ConfigError) as refused:
+        conflicts.acknowledge(runtime, SHOP, "pinterest", unknown.key)
+
+    assert str(refused.value) == (
+        f"finding {unknown.key!r} is unknown: only a conflict or a dedup risk is "
+        "acknowledged, once dealt with"
+    )
+    assert unknown.key.startswith("storefront-app-pixels:")
 
 
 def test_the_cli_check_says_unknown_where_it_cannot_look(

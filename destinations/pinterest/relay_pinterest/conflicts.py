@@ -59,6 +59,11 @@ RELAY_EVENTS = (
     "(`relay destinations set pinterest --shop … --set events=…`)"
 )
 ACKNOWLEDGE = "Then acknowledge this finding in Relay."
+ADMIN_STEP = (
+    "If the merchant has not opened Relay in the Shopify admin since installing "
+    "it, they should, so that Relay has an access token; then run the check "
+    "again."
+)
 
 THEME_FILES = """
 query RelayThemeFiles {
@@ -118,7 +123,10 @@ def _storefront(context: CheckContext, configured: str | None) -> list[Finding]:
     try:
         page = context.storefront.page("/")
     except StorefrontUnavailable as error:
-        return [_cannot_look(signal, error.reason) for signal in signals]
+        step = (
+            "Check that the store answers from the internet, then run the check again."
+        )
+        return [_cannot_look(signal, error.reason, step) for signal in signals]
     if page.password_protected:
         reason = (
             "the store is password-protected, so its pages show only the password page"
@@ -285,7 +293,9 @@ def _theme(context: CheckContext, configured: str | None) -> Finding:
         data, errors = context.admin.query(THEME_FILES)
     except AdminUnavailable as error:
         return _cannot_look(
-            signal, f"Shopify's Admin API could not be asked: {error.reason}"
+            signal,
+            f"Shopify's Admin API could not be asked: {error.reason}",
+            ADMIN_STEP,
         )
     if _denied(errors):
         return _cannot_look(
@@ -396,7 +406,9 @@ def _sales_channel(context: CheckContext) -> Finding:
         looks = [_installation(context), _publication(context)]
     except AdminUnavailable as error:
         return _cannot_look(
-            signal, f"Shopify's Admin API could not be asked: {error.reason}"
+            signal,
+            f"Shopify's Admin API could not be asked: {error.reason}",
+            ADMIN_STEP,
         )
     seen = [evidence for found, evidence in looks if found]
     if seen:
