@@ -25,7 +25,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from relay import connections
 from relay.destinations import DestinationConfig
 from relay.errors import ConfigError, ShopifyError
-from relay.models import ConflictCheck, Shop
+from relay.models import ConflictCheck, DestinationSetting, Shop
 from relay.runtime import Runtime
 from relay.shopify import tokens
 from relay.shops import active_destinations, destination_config, find_shop
@@ -276,7 +276,6 @@ class CheckContext:
     # Raises relay.errors.PlatformError when it cannot be had now.
     platform_token: Callable[[], str | None]
     now: datetime
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -465,8 +464,6 @@ def held_by_conflict(session: Session, shop: Shop, destination: str) -> str | No
 
     Also None when the policy is `send`; see `flag` for that case.
     """
-    from relay.models import DestinationSetting
-
     setting = session.scalars(
         select(DestinationSetting).where(
             DestinationSetting.shop_id == shop.id,
