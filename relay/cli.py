@@ -427,6 +427,11 @@ def acknowledge_conflict(
 @click.option("--customer", "customer_id", help="Only this Shopify customer id.")
 @click.option("--limit", default=20, show_default=True)
 @click.option(
+    "--failed",
+    is_flag=True,
+    help="Only deliveries that failed for good (`relay retry` sends them again).",
+)
+@click.option(
     "--summary",
     is_flag=True,
     help="Count deliveries by destination, status and reason instead.",
@@ -445,10 +450,13 @@ def deliveries(
     order_id: str | None,
     customer_id: str | None,
     limit: int,
+    failed: bool,
     summary: bool,
     since: str | None,
 ) -> None:
     """The most recent deliveries, newest first."""
+    if failed:
+        status = "failed"
     from relay.admin import DeliveryFilter, delivery_summary, recent_deliveries
 
     if summary:
@@ -459,6 +467,28 @@ def deliveries(
     wanted = DeliveryFilter(shop, status, order_id, customer_id)
     for line in recent_deliveries(config, wanted, limit):
         click.echo(line)
+
+
+@cli.command()
+@click.option("--shop", help="Only this shop.")
+@click.option("--destination", help="Only this destination.")
+@click.option("--since", metavar="TIME", help="Only deliveries made since TIME.")
+@click.pass_obj
+def retry(
+    config: Config, shop: str | None, destination: str | None, since: str | None
+) -> None:
+    """Send failed deliveries again, while their events are still kept.
+
+    Each keeps its event id, so a platform that did receive one before
+    counts it once.
+    """
+    from relay.deadletters import retry_failed
+
+    done = retry_failed(_runtime(config), shop, destination, _time_option(since))
+    click.echo(
+        f"{done.queued} failed deliveries queued again"
+        + (f"; {done.expired} not, their event expired" if done.expired else "")
+    )
 
 
 @cli.group()

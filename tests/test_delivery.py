@@ -165,3 +165,75 @@ def test_healthz_is_503_when_redis_is_down(runtime):
     response = create_app(runtime=runtime).test_client().get("/healthz")
 
     assert (response.status_code, response.json["redis"]) == (503, "unreachable")
+
+
+# Dead letters
+
+
+def failed_for_good(client, runtime, pinterest) -> Delivery:
+    """A purchase whose delivery Pinterest refused: failed, nothing pending."""
+    pinterest.token, real_token = "a different token", pinterest.token
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+    pinterest.token = real_token  # the merchant fixed the credentials
+    return the_delivery(runtime)
+
+
+def relay(cli_env, redis_url, *args: str) -> str:
+    from click.testing import CliRunner
+
+    from relay.cli import cli
+
+    env = {**cli_env, "REDIS_URL": redis_url}
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_relay_retry_sends_failed_deliveries_again_with_their_event_ids(
+    client, runtime, pinterest, connected_shop, cli_env, redis_url
+):
+    failed = failed_for_good(client, runtime, pinterest)
+    assert (failed.status, failed.http_status) == ("failed", 401)
+    listed = relay(cli_env, redis_url, "deliveries", "--failed")
+    assert "purchase 6123456789012 failed http=401" in listed
+
+    output = relay(cli_env, redis_url, "retry", "--shop", "example-shop.myshopify.com")
+    work(runtime)
+
+    assert output == "1 failed deliveries queued again\n"
+    delivery = the_delivery(runtime)
+    assert (delivery.status, delivery.http_status, delivery.attempts) == (
+        "sent",
+        200,
+        2,
+    )
+    assert [e["event_id"] for e in pinterest.events] == ["6123456789012"]
+    assert relay(cli_env, redis_url, "deliveries", "--failed") == "no deliveries\n"
+
+
+def test_relay_retry_filters_by_destination_and_time(
+    client, runtime, pinterest, connected_shop, cli_env, redis_url
+):
+    failed_for_good(client, runtime, pinterest)
+
+    other = relay(cli_env, redis_url, "retry", "--destination", "tiktok")
+    later = relay(cli_env, redis_url, "retry", "--since", "2026-07-15T00:00:00Z")
+
+    assert (other, later) == (
+        "0 failed deliveries queued again\n",
+        "0 failed deliveries queued again\n",
+    )
+    assert the_delivery(runtime).status == "failed"
+
+
+def test_a_failed_delivery_whose_event_expired_is_not_queued(
+    client, runtime, pinterest, connected_shop, cli_env, redis_url
+):
+    failed = failed_for_good(client, runtime, pinterest)
+    runtime.redis.delete(f"relay:event:{failed.event_pk}")
+
+    output = relay(cli_env, redis_url, "retry")
+
+    assert output == "0 failed deliveries queued again; 1 not, their event expired\n"
+    assert the_delivery(runtime).status == "failed"
