@@ -67,9 +67,10 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
         for row in rows:
             mode = "test mode" if row.test_mode else "live"
             state = "enabled" if row.enabled else "disabled"
+            paused = f", PAUSED: {row.paused_reason}" if row.paused_reason else ""
             yield (
                 f"{row.destination} for {shop_domain}: {state}, {mode}, "
-                f"conflict policy {row.conflict_policy}"
+                f"conflict policy {row.conflict_policy}{paused}"
             )
             secrets = (
                 keyring.decrypt(row.encrypted_secrets)

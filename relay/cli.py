@@ -282,15 +282,23 @@ def destinations_set(
 
 
 def _queue_conflict_check(config: Config, shop: str, name: str) -> None:
-    """Settings changed: check conflicts again, if a worker can be reached."""
+    """Settings changed: send what a pause held and check conflicts again,
+    if Redis can be reached."""
     from relay import conflicts
+    from relay.deadletters import resume_held
 
     try:
-        conflicts.queue_check(_runtime(config), shop, name)
+        runtime = _runtime(config)
+        resumed = resume_held(runtime, shop, name)
+        conflicts.queue_check(runtime, shop, name)
     except (click.ClickException, RelayError, OSError) as error:
         reason = error.message if isinstance(error, click.ClickException) else error
-        click.echo(f"conflict check not queued ({reason}); run `relay check-conflicts`")
+        click.echo(
+            f"nothing queued ({reason}); run `relay retry` and `relay check-conflicts`"
+        )
         return
+    if resumed:
+        click.echo(f"{resumed} held deliveries queued again")
     click.echo("conflict check queued")
 
 
@@ -488,6 +496,7 @@ def retry(
     click.echo(
         f"{done.queued} failed deliveries queued again"
         + (f"; {done.expired} not, their event expired" if done.expired else "")
+        + (f"; {done.resumed} held deliveries resumed" if done.resumed else "")
     )
 
 

@@ -232,6 +232,9 @@ def choose_account(
             now,
             enabled=True,
         )
+    from relay.deadletters import resume_held  # it imports the pipeline
+
+    resume_held(runtime, shop, destination)
     secret_names = {
         s.name
         for s in runtime.plugins.destination(destination).settings

@@ -1,4 +1,9 @@
-"""Deliveries that failed for good, and sending them again.
+"""Deliveries that failed for good or are held, and sending them again.
+
+A destination whose platform refused its credentials is paused: its
+deliveries are `held`, not dropped. `resume_held` lifts the pause once the
+merchant has fixed the settings, and queues what was held.
+
 
 A delivery ends `failed` once the platform refused it or RQ spent its
 retries. Its event stays in Redis for RELAY_EVENT_SECONDS (7 days, as long
@@ -16,17 +21,50 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from relay import keys
-from relay.models import Delivery, Shop
+from relay.models import Delivery, DestinationSetting, Shop
 from relay.pipeline import enqueue_delivery
 from relay.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
+def resume_held(runtime: Runtime, shop: str, destination: str) -> int:
+    """Lift a destination's pause and queue its held deliveries; how many."""
+    with runtime.db.session() as session:
+        shop_row = session.scalars(select(Shop).where(Shop.domain == shop)).first()
+        if shop_row is None:
+            return 0
+        setting = session.scalars(
+            select(DestinationSetting).where(
+                DestinationSetting.shop_id == shop_row.id,
+                DestinationSetting.destination == destination,
+            )
+        ).one_or_none()
+        if setting is not None and setting.paused_reason is not None:
+            log.info("shop %s: %s resumed", shop, destination)
+            setting.paused_reason = None
+            setting.paused_at = None
+        held = session.scalars(
+            select(Delivery).where(
+                Delivery.shop_id == shop_row.id,
+                Delivery.destination == destination,
+                Delivery.status == "held",
+            )
+        ).all()
+        for delivery in held:
+            delivery.status = "queued"
+            delivery.updated_at = runtime.clock.now()
+        ids = [delivery.id for delivery in held]
+    for delivery_id in ids:
+        enqueue_delivery(runtime, delivery_id)
+    return len(ids)
+
+
 @dataclass(frozen=True)
 class Retried:
     queued: int
     expired: int  # the event is no longer stored: nothing left to send
+    resumed: int = 0  # held by a paused destination, now queued
 
 
 def retry_failed(
@@ -59,15 +97,31 @@ def retry_failed(
             delivery.updated_at = runtime.clock.now()
             queued.append(delivery.id)
 
+        held_query = (
+            select(Shop.domain, Delivery.destination)
+            .join(Shop, Delivery.shop_id == Shop.id)
+            .where(Delivery.status == "held")
+            .distinct()
+        )
+        if shop:
+            held_query = held_query.where(Shop.domain == shop)
+        if destination:
+            held_query = held_query.where(Delivery.destination == destination)
+        paused = [tuple(row) for row in session.execute(held_query)]
+
     failed_jobs = FailedJobRegistry(queue=runtime.queue)
     for delivery_id in queued:
         # The job that gave up keeps its id in the failed registry; the new
         # one takes the id over.
         failed_jobs.remove(keys.delivery_job(delivery_id), delete_job=True)
         enqueue_delivery(runtime, delivery_id)
+    # The operator asks to send again: a paused destination is resumed too.
+    resumed = sum(resume_held(runtime, domain, name) for domain, name in paused)
     log.info(
-        "retry: %d failed deliveries queued again, %d with their event expired",
+        "retry: %d failed deliveries queued again, %d with their event expired, "
+        "%d held deliveries resumed",
         len(queued),
         expired,
+        resumed,
     )
-    return Retried(len(queued), expired)
+    return Retried(len(queued), expired, resumed)

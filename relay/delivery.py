@@ -1,7 +1,9 @@
 """Sending one logged delivery to its destination and logging the outcome.
 
 Statuses in the delivery log: `queued` → `sent` | `failed` | `skipped`, with
-`retrying` while RQ retries a delivery the platform or network failed.
+`retrying` while RQ retries a delivery the platform or network failed, and
+`held` while its destination is paused because the platform refused the
+credentials (relay.deadletters resumes it).
 The payload is logged as sent, with unhashed identifiers masked.
 """
 
@@ -11,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay import conflicts, consent, keys, visitors
@@ -23,12 +26,13 @@ from relay.destinations import (
 )
 from relay.errors import (
     ConfigError,
+    CredentialsRefused,
     DeliveryError,
     PermanentDelivery,
     RetryableDelivery,
 )
 from relay.events import Event, EventName
-from relay.models import PENDING, Delivery, EventRecord
+from relay.models import PENDING, Delivery, DestinationSetting, EventRecord
 from relay.privacy import record_digests as privacy_digests
 from relay.runtime import Runtime
 from relay.shops import destination_config
@@ -84,6 +88,9 @@ def deliver(runtime: Runtime, delivery_id: int) -> None:
             error.detail,
         )
         raise
+    except CredentialsRefused as error:
+        _pause(runtime, delivery_id, error)
+        return
     except PermanentDelivery as error:
         log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
         _update(
@@ -147,6 +154,9 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         return skip(f"settings incomplete: {error}", status="failed")
     if config is None:
         return skip("destination disabled")
+    paused = _paused_reason(session, delivery)
+    if paused is not None:
+        return skip(f"destination paused: {paused}", status="held")
 
     stored = runtime.redis.get(keys.event(delivery.event_pk))
     if stored is None:
@@ -192,6 +202,49 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         else None
     )
     return Prepared(destination, config, formatted, conflict)
+
+
+def _paused_reason(session: Session, delivery: Delivery) -> str | None:
+    setting = session.scalars(
+        select(DestinationSetting).where(
+            DestinationSetting.shop_id == delivery.shop_id,
+            DestinationSetting.destination == delivery.destination,
+        )
+    ).one_or_none()
+    return setting.paused_reason if setting is not None else None
+
+
+def _pause(runtime: Runtime, delivery_id: int, error: CredentialsRefused) -> None:
+    """The platform refused the credentials: pause the destination, hold the
+    event. `relay.deadletters.resume_held` sends what was held once the
+    merchant has fixed the settings."""
+    reason = f"{error.reason} (HTTP {error.http_status}): {error.detail}".rstrip(": ")
+    now = runtime.clock.now()
+    with runtime.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            return
+        setting = session.scalars(
+            select(DestinationSetting).where(
+                DestinationSetting.shop_id == delivery.shop_id,
+                DestinationSetting.destination == delivery.destination,
+            )
+        ).one_or_none()
+        if setting is not None and setting.paused_reason is None:
+            setting.paused_reason = reason
+            setting.paused_at = now
+            log.warning(
+                "shop %s: %s paused, its events are held until the settings are "
+                "fixed: %s",
+                delivery.shop.domain,
+                delivery.destination,
+                reason,
+            )
+        delivery.status = "held"
+        delivery.reason = f"destination paused: {reason}"
+        delivery.http_status = error.http_status
+        delivery.error = error.detail or None
+        delivery.updated_at = now
 
 
 def _note_identity(record: EventRecord, event: Event) -> None:

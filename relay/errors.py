@@ -8,6 +8,7 @@
     │   ├── DeliveryError        a destination did not take an event
     │   │   ├── RetryableDelivery    try again later: network, timeout, 429, 5xx
     │   │   └── PermanentDelivery    sending the same thing again cannot work
+    │   │       └── CredentialsRefused   the account's token or access was refused
     │   └── PlatformError        its own API (OAuth, accounts, tags)
     │       ├── PlatformUnavailable  try again later: network, timeout, 429, 5xx
     │       └── PlatformRefused      the merchant must act: code, token, access
@@ -85,6 +86,14 @@ class RetryableDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     """The platform refused the batch; resending it unchanged cannot help."""
+
+
+class CredentialsRefused(PermanentDelivery):
+    """The platform refused the destination's credentials (401, 403).
+
+    The core pauses the destination and holds its events until the merchant
+    fixes the settings; nothing is dropped.
+    """
 
 
 class PlatformError(PlatformAnswer):

@@ -62,8 +62,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-# Delivery statuses that still expect a send.
-PENDING = ("queued", "retrying")
+# Delivery statuses that still expect a send ("held": its destination is
+# paused until the merchant fixes its credentials).
+PENDING = ("queued", "retrying", "held")
 
 
 class Base(DeclarativeBase):
@@ -123,6 +124,9 @@ class DestinationSetting(Base):
     conflict_policy: Mapped[str] = mapped_column(
         String(16), default="send", server_default="send"
     )
+    # Set when the platform refused the credentials; events are held.
+    paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     shop: Mapped[Shop] = relationship()

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
+import pytest
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from relay.errors import RetryableDelivery
 from relay.models import Delivery
-from tests.conftest import configure_destination, post_fixture, work
+from tests.conftest import (
+    SHOP,
+    configure_destination,
+    fixture_bytes,
+    post_fixture,
+    post_signed,
+    work,
+)
 
 
 def the_delivery(runtime) -> Delivery:  # type: ignore[no-untyped-def]
@@ -82,21 +91,62 @@ def test_last_retry_marks_the_delivery_failed(
     assert registry.count == 0
 
 
-def test_refused_credentials_fail_the_delivery_with_pinterests_message(
-    client, runtime, pinterest, connected_shop
+@pytest.mark.parametrize(
+    "status, code, message",
+    [(401, 2, "Authentication failed."), (403, 29, "You are not permitted.")],
+)
+def test_refused_credentials_pause_the_destination_and_hold_its_events(
+    client,
+    runtime,
+    pinterest,
+    connected_shop,
+    cli_env,
+    redis_url,
+    status,
+    code,
+    message,
 ):
-    pinterest.token = "a different token"
-
+    pinterest.forced = (status, {"code": code, "message": message})
     post_fixture(client, "orders_create.json")
     work(runtime)
+    # While paused, the next event is held without asking Pinterest at all.
+    order = json.loads(fixture_bytes("orders_create.json"))
+    post_signed(client, dict(order, id=6123456789099), "second-order")
+    work(runtime)
 
-    delivery = the_delivery(runtime)
-    assert (delivery.status, delivery.reason, delivery.http_status, delivery.error) == (
-        "failed",
-        "Pinterest refused the credentials",
-        401,
-        "2: Authentication failed.",
+    reason = f"Pinterest refused the credentials (HTTP {status}): {code}: {message}"
+    assert len(pinterest.requests) == 1
+    with runtime.db.session() as session:
+        held = session.scalars(select(Delivery).order_by(Delivery.id)).all()
+        assert [(d.status, d.reason) for d in held] == [
+            ("held", f"destination paused: {reason}"),
+            ("held", f"destination paused: {reason}"),
+        ]
+    listed = relay(cli_env, redis_url, "destinations", "list", "--shop", SHOP)
+    assert f"conflict policy send, PAUSED: {reason}" in listed
+
+    # The merchant fixes the credentials: what was held is sent.
+    pinterest.forced = None
+    output = relay(
+        cli_env,
+        redis_url,
+        "destinations",
+        "set",
+        "pinterest",
+        "--shop",
+        SHOP,
+        "--set",
+        f"conversion_token={pinterest.token}",
     )
+    work(runtime)
+
+    assert "2 held deliveries queued again" in output
+    assert sorted(e["event_id"] for e in pinterest.events) == [
+        "6123456789012",
+        "6123456789099",
+    ]
+    listed = relay(cli_env, redis_url, "destinations", "list", "--shop", SHOP)
+    assert "PAUSED" not in listed
 
 
 def test_event_pinterest_finds_too_old_is_failed_with_its_message(
@@ -171,11 +221,11 @@ def test_healthz_is_503_when_redis_is_down(runtime):
 
 
 def failed_for_good(client, runtime, pinterest) -> Delivery:
-    """A purchase whose delivery Pinterest refused: failed, nothing pending."""
-    pinterest.token, real_token = "a different token", pinterest.token
+    """A purchase whose request Pinterest refused as a whole: failed."""
+    pinterest.forced = (400, {"code": 4196, "message": "The request was invalid."})
     post_fixture(client, "orders_create.json")
     work(runtime)
-    pinterest.token = real_token  # the merchant fixed the credentials
+    pinterest.forced = None  # whatever was wrong is mended
     return the_delivery(runtime)
 
 
@@ -194,9 +244,9 @@ def test_relay_retry_sends_failed_deliveries_again_with_their_event_ids(
     client, runtime, pinterest, connected_shop, cli_env, redis_url
 ):
     failed = failed_for_good(client, runtime, pinterest)
-    assert (failed.status, failed.http_status) == ("failed", 401)
+    assert (failed.status, failed.http_status) == ("failed", 400)
     listed = relay(cli_env, redis_url, "deliveries", "--failed")
-    assert "purchase 6123456789012 failed http=401" in listed
+    assert "purchase 6123456789012 failed http=400" in listed
 
     output = relay(cli_env, redis_url, "retry", "--shop", "example-shop.myshopify.com")
     work(runtime)

@@ -23,7 +23,7 @@ from relay.destinations import (
     SettingKind,
     Skip,
 )
-from relay.errors import PermanentDelivery, RetryableDelivery
+from relay.errors import CredentialsRefused, PermanentDelivery, RetryableDelivery
 from relay.events import Event
 from relay_pinterest.api import PinterestOAuth
 from relay_pinterest.format import EVENT_NAMES, format_event
@@ -175,7 +175,7 @@ def _results(
             "Pinterest server error", http_status=status, detail=message
         )
     if status in (401, 403):
-        raise PermanentDelivery(
+        raise CredentialsRefused(
             "Pinterest refused the credentials", http_status=status, detail=message
         )
     raise PermanentDelivery(
