@@ -38,10 +38,15 @@ from sqlalchemy.orm import Session
 from relay import connections
 from relay.destinations import DestinationConfig
 from relay.errors import ConfigError, ShopifyError
-from relay.models import ConflictCheck, DestinationSetting, Shop
+from relay.models import ConflictCheck, Shop
 from relay.runtime import Runtime
 from relay.shopify import tokens
-from relay.shops import active_destinations, destination_config, find_shop
+from relay.shops import (
+    active_destinations,
+    destination_config,
+    find_shop,
+    setting_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -464,12 +469,7 @@ def held_by_conflict(session: Session, shop: Shop, destination: str) -> str | No
 
     Also None when the policy is `send`; see `flag` for that case.
     """
-    setting = session.scalars(
-        select(DestinationSetting).where(
-            DestinationSetting.shop_id == shop.id,
-            DestinationSetting.destination == destination,
-        )
-    ).one_or_none()
+    setting = setting_row(session, shop, destination)
     result = last_result(session, shop, destination)
     if setting is None or result is None or not result.standing_conflicts():
         return None

@@ -21,9 +21,10 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from relay import keys
-from relay.models import Delivery, DestinationSetting, Shop
+from relay.models import Delivery, Shop
 from relay.pipeline import enqueue_delivery
 from relay.runtime import Runtime
+from relay.shops import setting_row
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,7 @@ def resume_held(runtime: Runtime, shop: str, destination: str) -> int:
         shop_row = session.scalars(select(Shop).where(Shop.domain == shop)).first()
         if shop_row is None:
             return 0
-        setting = session.scalars(
-            select(DestinationSetting).where(
-                DestinationSetting.shop_id == shop_row.id,
-                DestinationSetting.destination == destination,
-            )
-        ).one_or_none()
+        setting = setting_row(session, shop_row, destination)
         if setting is not None and setting.paused_reason is not None:
             log.info("shop %s: %s resumed", shop, destination)
             setting.paused_reason = None

@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay import conflicts, consent, keys, visitors
@@ -32,10 +31,10 @@ from relay.errors import (
     RetryableDelivery,
 )
 from relay.events import Event, EventName
-from relay.models import PENDING, Delivery, DestinationSetting, EventRecord
+from relay.models import PENDING, Delivery, EventRecord
 from relay.privacy import record_digests as privacy_digests
 from relay.runtime import Runtime
-from relay.shops import destination_config
+from relay.shops import destination_config, setting_row
 
 log = logging.getLogger(__name__)
 
@@ -205,12 +204,7 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
 
 
 def _paused_reason(session: Session, delivery: Delivery) -> str | None:
-    setting = session.scalars(
-        select(DestinationSetting).where(
-            DestinationSetting.shop_id == delivery.shop_id,
-            DestinationSetting.destination == delivery.destination,
-        )
-    ).one_or_none()
+    setting = setting_row(session, delivery.shop, delivery.destination)
     return setting.paused_reason if setting is not None else None
 
 
@@ -224,12 +218,7 @@ def _pause(runtime: Runtime, delivery_id: int, error: CredentialsRefused) -> Non
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
             return
-        setting = session.scalars(
-            select(DestinationSetting).where(
-                DestinationSetting.shop_id == delivery.shop_id,
-                DestinationSetting.destination == delivery.destination,
-            )
-        ).one_or_none()
+        setting = setting_row(session, delivery.shop, delivery.destination)
         if setting is not None and setting.paused_reason is None:
             setting.paused_reason = reason
             setting.paused_at = now

@@ -58,7 +58,7 @@ def save_destination(
     secret_names = {
         s.name for s in destination.settings if s.kind == SettingKind.SECRET
     }
-    row = _setting_row(session, shop, name)
+    row = setting_row(session, shop, name)
     if row is None:
         row = DestinationSetting(
             shop_id=shop.id,
@@ -96,7 +96,7 @@ def destination_config(
 
     Raises ConfigError when a required setting is missing.
     """
-    row = _setting_row(session, shop, name)
+    row = setting_row(session, shop, name)
     if row is None or not row.enabled:
         return None
     secrets = keyring.decrypt(row.encrypted_secrets) if row.encrypted_secrets else {}
@@ -105,7 +105,8 @@ def destination_config(
     )
 
 
-def _setting_row(session: Session, shop: Shop, name: str) -> DestinationSetting | None:
+def setting_row(session: Session, shop: Shop, name: str) -> DestinationSetting | None:
+    """The shop's stored settings for destination `name`, if any."""
     query = select(DestinationSetting).where(
         DestinationSetting.shop_id == shop.id, DestinationSetting.destination == name
     )
