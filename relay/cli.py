@@ -491,8 +491,16 @@ def retry(
     counts it once.
     """
     from relay.deadletters import retry_failed
+    from relay.shops import find_shop
 
-    done = retry_failed(_runtime(config), shop, destination, _time_option(since))
+    runtime = _runtime(config)
+    if shop is not None:
+        with runtime.db.session() as session:
+            if find_shop(session, shop) is None:
+                raise click.ClickException(f"no shop {shop!r} (see `relay shops list`)")
+    if destination is not None and destination not in runtime.plugins.destinations:
+        raise click.ClickException(f"no destination {destination!r}")
+    done = retry_failed(runtime, shop, destination, _time_option(since))
     click.echo(
         f"{done.queued} failed deliveries queued again"
         + (f"; {done.expired} not, their event expired" if done.expired else "")
@@ -623,6 +631,10 @@ def _time_option(text: str | None) -> datetime | None:
         raise click.BadParameter(
             f"{text!r} is not an ISO 8601 time", param_hint="--since"
         ) from None
+    if not 2000 <= moment.year <= 2100:
+        raise click.BadParameter(
+            f"{text!r} is outside the years 2000 to 2100", param_hint="--since"
+        )
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 

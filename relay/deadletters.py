@@ -2,8 +2,9 @@
 
 A destination whose platform refused its credentials is paused: its
 deliveries are `held`, not dropped. `resume_held` lifts the pause once the
-merchant has fixed the settings, and queues what was held.
-
+merchant has fixed the settings, and queues what was held; the hourly
+retention job sends what a race left held behind a destination no longer
+paused (`requeue_stranded`).
 
 A delivery ends `failed` once the platform refused it or RQ spent its
 retries. Its event stays in Redis for RELAY_EVENT_SECONDS (7 days, as long
@@ -21,7 +22,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from relay import keys
-from relay.models import Delivery, Shop
+from relay.models import Delivery, DestinationSetting, Shop
 from relay.pipeline import enqueue_delivery
 from relay.runtime import Runtime
 from relay.shops import setting_row
@@ -30,13 +31,23 @@ log = logging.getLogger(__name__)
 
 
 def resume_held(runtime: Runtime, shop: str, destination: str) -> int:
-    """Lift a destination's pause and queue its held deliveries; how many."""
+    """Lift a destination's pause and queue its held deliveries; how many.
+
+    Nothing happens while the destination is disabled: its held events stay
+    held until it is enabled again. A held delivery whose event expired
+    meanwhile is marked failed, saying so.
+    """
+    now = runtime.clock.now()
     with runtime.db.session() as session:
         shop_row = session.scalars(select(Shop).where(Shop.domain == shop)).first()
-        if shop_row is None:
+        setting = (
+            None if shop_row is None else setting_row(session, shop_row, destination)
+        )
+        if shop_row is None or setting is None or not setting.enabled:
             return 0
-        setting = setting_row(session, shop_row, destination)
-        if setting is not None and setting.paused_reason is not None:
+        if not shop_row.installed:
+            return 0
+        if setting.paused_reason is not None:
             log.info("shop %s: %s resumed", shop, destination)
             setting.paused_reason = None
             setting.paused_at = None
@@ -47,13 +58,42 @@ def resume_held(runtime: Runtime, shop: str, destination: str) -> int:
                 Delivery.status == "held",
             )
         ).all()
+        ids = []
         for delivery in held:
-            delivery.status = "queued"
-            delivery.updated_at = runtime.clock.now()
-        ids = [delivery.id for delivery in held]
+            delivery.updated_at = now
+            if runtime.redis.exists(keys.event(delivery.event_pk)):
+                delivery.status = "queued"
+                ids.append(delivery.id)
+            else:
+                delivery.status = "failed"
+                delivery.reason = "event expired while the destination was paused"
     for delivery_id in ids:
         enqueue_delivery(runtime, delivery_id)
     return len(ids)
+
+
+def requeue_stranded(runtime: Runtime) -> int:
+    """Send deliveries held behind a destination that is no longer paused.
+
+    A delivery marked held at the moment its destination resumed is missed
+    by the resume; the hourly retention job calls this to mend that.
+    """
+    with runtime.db.session() as session:
+        stranded = session.execute(
+            select(Shop.domain, Delivery.destination)
+            .join(Shop, Delivery.shop_id == Shop.id)
+            .join(
+                DestinationSetting,
+                (DestinationSetting.shop_id == Delivery.shop_id)
+                & (DestinationSetting.destination == Delivery.destination),
+            )
+            .where(
+                Delivery.status == "held",
+                DestinationSetting.paused_reason.is_(None),
+            )
+            .distinct()
+        ).all()
+    return sum(resume_held(runtime, shop, name) for shop, name in stranded)
 
 
 @dataclass(frozen=True)
@@ -96,7 +136,7 @@ def retry_failed(
         held_query = (
             select(Shop.domain, Delivery.destination)
             .join(Shop, Delivery.shop_id == Shop.id)
-            .where(Delivery.status == "held")
+            .where(Delivery.status == "held", Shop.installed.is_(True))
             .distinct()
         )
         if shop:

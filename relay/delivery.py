@@ -9,6 +9,7 @@ The payload is logged as sent, with unhashed identifiers masked.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,13 +32,14 @@ from relay.errors import (
     RetryableDelivery,
 )
 from relay.events import Event, EventName
-from relay.models import PENDING, Delivery, EventRecord
+from relay.models import PENDING, Delivery, DestinationSetting, EventRecord
 from relay.privacy import record_digests as privacy_digests
 from relay.runtime import Runtime
 from relay.shops import destination_config, setting_row
 
 log = logging.getLogger(__name__)
 
+RESENT_WITH_NEW_SETTINGS = "credentials changed while sending; sent again"
 # Clocks disagree a little; an action hours ahead of ours is bad data, and
 # platforms refuse future times.
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -50,6 +52,9 @@ class Prepared:
     formatted: FormattedEvent
     # Set when a purchase goes out while a conflict stands unacknowledged.
     conflict: str | None = None
+    # The settings as sent with (re-encrypted at every save, so any save
+    # changes it): a refusal of older settings than the current pauses nothing.
+    settings_stamp: str | None = None
 
 
 def deliver(runtime: Runtime, delivery_id: int) -> None:
@@ -88,7 +93,7 @@ def deliver(runtime: Runtime, delivery_id: int) -> None:
         )
         raise
     except CredentialsRefused as error:
-        _pause(runtime, delivery_id, error)
+        _pause(runtime, delivery_id, error, prepared.settings_stamp)
         return
     except PermanentDelivery as error:
         log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
@@ -200,7 +205,8 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
         if event.name is EventName.PURCHASE
         else None
     )
-    return Prepared(destination, config, formatted, conflict)
+    setting = setting_row(session, delivery.shop, delivery.destination)
+    return Prepared(destination, config, formatted, conflict, _stamp(setting))
 
 
 def _paused_reason(session: Session, delivery: Delivery) -> str | None:
@@ -208,7 +214,19 @@ def _paused_reason(session: Session, delivery: Delivery) -> str | None:
     return setting.paused_reason if setting is not None else None
 
 
-def _pause(runtime: Runtime, delivery_id: int, error: CredentialsRefused) -> None:
+def _stamp(setting: DestinationSetting | None) -> str | None:
+    if setting is None:
+        return None
+    values = json.dumps(setting.values or {}, sort_keys=True)
+    return f"{setting.encrypted_secrets}|{values}"
+
+
+def _pause(
+    runtime: Runtime,
+    delivery_id: int,
+    error: CredentialsRefused,
+    stamp: str | None,
+) -> None:
     """The platform refused the credentials: pause the destination, hold the
     event. `relay.deadletters.resume_held` sends what was held once the
     merchant has fixed the settings."""
@@ -219,21 +237,36 @@ def _pause(runtime: Runtime, delivery_id: int, error: CredentialsRefused) -> Non
         if delivery is None:
             return
         setting = setting_row(session, delivery.shop, delivery.destination)
-        if setting is not None and setting.paused_reason is None:
-            setting.paused_reason = reason
-            setting.paused_at = now
-            log.warning(
-                "shop %s: %s paused, its events are held until the settings are "
-                "fixed: %s",
-                delivery.shop.domain,
-                delivery.destination,
-                reason,
-            )
-        delivery.status = "held"
-        delivery.reason = f"destination paused: {reason}"
-        delivery.http_status = error.http_status
-        delivery.error = error.detail or None
-        delivery.updated_at = now
+        changed = setting is not None and _stamp(setting) != stamp
+        if changed and delivery.reason != RESENT_WITH_NEW_SETTINGS:
+            # New settings were saved while this send was in flight: what
+            # was refused is the old ones. Send again, with the new (once).
+            log.info("delivery %s: old credentials refused; again", delivery_id)
+            delivery.status = "queued"
+            delivery.reason = RESENT_WITH_NEW_SETTINGS
+            delivery.updated_at = now
+            requeue = True
+        else:
+            requeue = False
+            if setting is not None and setting.paused_reason is None:
+                setting.paused_reason = reason
+                setting.paused_at = now
+                log.warning(
+                    "shop %s: %s paused, its events are held until the settings "
+                    "are fixed: %s",
+                    delivery.shop.domain,
+                    delivery.destination,
+                    reason,
+                )
+            delivery.status = "held"
+            delivery.reason = f"destination paused: {reason}"
+            delivery.http_status = error.http_status
+            delivery.error = error.detail or None
+            delivery.updated_at = now
+    if requeue:
+        from relay.pipeline import enqueue_delivery  # the pipeline imports us
+
+        enqueue_delivery(runtime, delivery_id)
 
 
 def _note_identity(record: EventRecord, event: Event) -> None:

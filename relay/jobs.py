@@ -9,7 +9,7 @@ from typing import Any
 
 from rq.job import Job
 
-from relay import conflicts, delivery, pipeline, retention, runtime
+from relay import conflicts, deadletters, delivery, pipeline, retention, runtime
 from relay.errors import ShopifyRefused
 from relay.shopify import install
 
@@ -40,8 +40,11 @@ def set_up_shop(domain: str) -> None:
 
 
 def enforce_retention() -> None:
-    """Delete data past its lifetime; scheduled hourly by `relay cron`."""
-    retention.enforce(runtime.current())
+    """Delete data past its lifetime, and send deliveries a race left held
+    behind a destination no longer paused; scheduled hourly by `relay cron`."""
+    current = runtime.current()
+    retention.enforce(current)
+    deadletters.requeue_stranded(current)
 
 
 def check_conflicts(shop: str, destination: str) -> None:

@@ -267,13 +267,27 @@ def test_relay_retry_filters_by_destination_and_time(
 ):
     failed_for_good(client, runtime, pinterest)
 
-    other = relay(cli_env, redis_url, "retry", "--destination", "tiktok")
-    later = relay(cli_env, redis_url, "retry", "--since", "2026-07-15T00:00:00Z")
+    from click.testing import CliRunner
 
-    assert (other, later) == (
-        "0 failed deliveries queued again\n",
-        "0 failed deliveries queued again\n",
+    from relay.cli import cli
+
+    later = relay(cli_env, redis_url, "retry", "--since", "2026-07-15T00:00:00Z")
+    env = {**cli_env, "REDIS_URL": redis_url}
+    typo = CliRunner().invoke(cli, ["retry", "--destination", "pintrest"], env=env)
+    unknown = CliRunner().invoke(
+        cli, ["retry", "--shop", "nope.myshopify.com"], env=env
     )
+    far = CliRunner().invoke(
+        cli, ["retry", "--since", "9999-12-31T23:59:59-01:00"], env=env
+    )
+
+    assert later == "0 failed deliveries queued again\n"
+    assert (typo.exit_code, typo.output) == (1, "Error: no destination 'pintrest'\n")
+    assert unknown.output == (
+        "Error: no shop 'nope.myshopify.com' (see `relay shops list`)\n"
+    )
+    assert far.exit_code == 2
+    assert "is outside the years 2000 to 2100" in far.output
     assert the_delivery(runtime).status == "failed"
 
 
