@@ -230,6 +230,15 @@ def connect_pinterest(
     )
 
 
+def invoke(env: dict[str, str], *args: str) -> Any:
+    """Run a `relay` command in this process, as an operator would."""
+    from click.testing import CliRunner
+
+    from relay.cli import cli
+
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
 def post_fixture(client: FlaskClient, name: str, **header_changes: str) -> Any:
     headers = {**fixture_headers(name), **header_changes}
     return client.post("/webhooks", data=fixture_bytes(name), headers=headers)

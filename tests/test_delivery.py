@@ -15,6 +15,7 @@ from tests.conftest import (
     SHOP,
     configure_destination,
     fixture_bytes,
+    invoke,
     post_fixture,
     post_signed,
     work,
@@ -230,12 +231,7 @@ def failed_for_good(client, runtime, pinterest) -> Delivery:
 
 
 def relay(cli_env, redis_url, *args: str) -> str:
-    from click.testing import CliRunner
-
-    from relay.cli import cli
-
-    env = {**cli_env, "REDIS_URL": redis_url}
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    result = invoke({**cli_env, "REDIS_URL": redis_url}, *args)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -267,19 +263,11 @@ def test_relay_retry_filters_by_destination_and_time(
 ):
     failed_for_good(client, runtime, pinterest)
 
-    from click.testing import CliRunner
-
-    from relay.cli import cli
-
     later = relay(cli_env, redis_url, "retry", "--since", "2026-07-15T00:00:00Z")
     env = {**cli_env, "REDIS_URL": redis_url}
-    typo = CliRunner().invoke(cli, ["retry", "--destination", "pintrest"], env=env)
-    unknown = CliRunner().invoke(
-        cli, ["retry", "--shop", "nope.myshopify.com"], env=env
-    )
-    far = CliRunner().invoke(
-        cli, ["retry", "--since", "9999-12-31T23:59:59-01:00"], env=env
-    )
+    typo = invoke(env, "retry", "--destination", "pintrest")
+    unknown = invoke(env, "retry", "--shop", "nope.myshopify.com")
+    far = invoke(env, "retry", "--since", "9999-12-31T23:59:59-01:00")
 
     assert later == "0 failed deliveries queued again\n"
     assert (typo.exit_code, typo.output) == (1, "Error: no destination 'pintrest'\n")

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from click.testing import CliRunner
 from sqlalchemy import select
 
 from relay import delivery as delivery_module
 from relay import keys
-from relay.cli import cli
 from relay.deadletters import requeue_stranded, resume_held, retry_failed
 from relay.errors import CredentialsRefused
 from relay.models import Delivery, DestinationSetting
@@ -18,6 +16,7 @@ from tests.conftest import (
     SHOP,
     configure_destination,
     fixture_bytes,
+    invoke,
     post_fixture,
     post_signed,
     work,
@@ -26,8 +25,7 @@ from tests.conftest import (
 REFUSED = (401, {"code": 2, "message": "Authentication failed."})
 
 
-def run(cli_env, *args):
-    return CliRunner().invoke(cli, list(args), env=cli_env)
+run = invoke
 
 
 def rows(runtime):
