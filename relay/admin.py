@@ -82,7 +82,8 @@ def describe_destinations(config: Config, shop_domain: str | None) -> Iterator[s
                 if setting.kind == SettingKind.SECRET:
                     shown = "set" if secrets.get(setting.name) else "not set"
                 else:
-                    shown = repr((row.values or {}).get(setting.name, setting.default))
+                    value = (row.values or {}).get(setting.name, setting.default)
+                    shown = "not set" if value is None else repr(value)
                 yield f"  {setting.name}: {shown}"
 
 
@@ -175,7 +176,7 @@ def recent_deliveries(
             query = query.where(EventRecord.customer_id == wanted.customer_id)
         rows = session.scalars(query).all()
         if not rows:
-            yield "no deliveries"
+            yield f"no {wanted.status} deliveries" if wanted.status else "no deliveries"
         for row in rows:
             detail = row.reason or row.error or row.warning or ""
             http = row.http_status if row.http_status is not None else "-"

@@ -147,7 +147,7 @@ def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path
         f"pinterest for {SHOP}: enabled, test mode, conflict policy send",
         "  ad_account_id: '549755885175'",
         "  conversion_token: set",
-        "  tag_id: None",
+        "  tag_id: not set",
         "  events: 'checkout,add_to_cart,page_visit,view_category,search,"
         "initiate_checkout,add_payment_info'",
         "  api_base: 'https://api.pinterest.com'",

@@ -255,7 +255,9 @@ def test_relay_retry_sends_failed_deliveries_again_with_their_event_ids(
         2,
     )
     assert [e["event_id"] for e in pinterest.events] == ["6123456789012"]
-    assert relay(cli_env, redis_url, "deliveries", "--failed") == "no deliveries\n"
+    assert relay(cli_env, redis_url, "deliveries", "--failed") == (
+        "no failed deliveries\n"
+    )
 
 
 def test_relay_retry_filters_by_destination_and_time(
