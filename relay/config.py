@@ -57,6 +57,16 @@ class Config:
     job_result_seconds: int = 10 * 60
     job_failure_seconds: int = 7 * DAY
     job_timeout_seconds: int = 120
+    # Deliveries wait this long for others to share their request; a full
+    # batch goes at once.
+    batch_wait_seconds: int = 2
+    # At most this many events per request; 0 means the platform's maximum.
+    batch_size: int = 0
+    # A batch the platform or network keeps failing is retried this long.
+    retry_window_seconds: int = DAY
+    # How often a worker looks for jobs a killed worker abandoned. RQ sees a
+    # job as abandoned 90 s after its worker's last heartbeat.
+    maintenance_seconds: int = 60
     # One Admin API version for GraphQL calls and `shopify.app.toml`.
     shopify_api_version: str = "2026-07"
     # Retention: how long each kind of stored data lives (docs/privacy.md).
@@ -100,6 +110,10 @@ class Config:
             job_result_seconds=_int(env, "RELAY_JOB_RESULT_SECONDS", 10 * 60),
             job_failure_seconds=_int(env, "RELAY_JOB_FAILURE_SECONDS", 7 * DAY),
             job_timeout_seconds=_int(env, "RELAY_JOB_TIMEOUT_SECONDS", 120),
+            batch_wait_seconds=_seconds(env, "RELAY_BATCH_WAIT_SECONDS", 2),
+            batch_size=_int(env, "RELAY_BATCH_SIZE", 0),
+            retry_window_seconds=_retry_window(env),
+            maintenance_seconds=_int(env, "RELAY_MAINTENANCE_SECONDS", 60, least=1),
             shopify_api_version=env.get("RELAY_SHOPIFY_API_VERSION", "2026-07"),
             # The delivery log must outlive a delivery's wait (7 days at most).
             delivery_log_days=_days(env, "RELAY_DELIVERY_LOG_DAYS", 90, least=8),
@@ -134,7 +148,7 @@ class Config:
         return url
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, least: int = 0) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -142,8 +156,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
+    if value < least:
+        raise ConfigError(f"{name} must be at least {least}, got {value}")
     return value
 
 
@@ -156,6 +170,22 @@ def _seconds(env: Mapping[str, str], name: str, default: int) -> int:
     if value > MAX_WAIT_SECONDS:
         raise ConfigError(
             f"{name} must be at most {MAX_WAIT_SECONDS} seconds, got {value}"
+        )
+    return value
+
+
+# Platforms refuse events older than a week (Pinterest: 7 days); retrying
+# longer could only end in that refusal.
+MAX_RETRY_WINDOW_SECONDS = 7 * DAY
+
+
+def _retry_window(env: Mapping[str, str]) -> int:
+    value = _int(env, "RELAY_RETRY_WINDOW_SECONDS", DAY, least=60)
+    if value > MAX_RETRY_WINDOW_SECONDS:
+        raise ConfigError(
+            "RELAY_RETRY_WINDOW_SECONDS must be at most "
+            f"{MAX_RETRY_WINDOW_SECONDS} (7 days, Pinterest's event age limit), "
+            f"got {value}"
         )
     return value
 

@@ -18,7 +18,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from relay import keys
@@ -145,11 +144,7 @@ def retry_failed(
             held_query = held_query.where(Delivery.destination == destination)
         paused = [tuple(row) for row in session.execute(held_query)]
 
-    failed_jobs = FailedJobRegistry(queue=runtime.queue)
     for delivery_id in queued:
-        # The job that gave up keeps its id in the failed registry; the new
-        # one takes the id over.
-        failed_jobs.remove(keys.delivery_job(delivery_id), delete_job=True)
         enqueue_delivery(runtime, delivery_id)
     # The operator asks to send again: a paused destination is resumed too.
     resumed = sum(resume_held(runtime, domain, name) for domain, name in paused)

@@ -1,4 +1,5 @@
-"""Sending one logged delivery to its destination and logging the outcome.
+"""Sending a batch of logged deliveries to their destination, and logging
+each one's outcome (`relay.outbox` makes the batches).
 
 Statuses in the delivery log: `queued` → `sent` | `failed` | `skipped`, with
 `retrying` while RQ retries a delivery the platform or network failed, and
@@ -12,14 +13,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
 
-from relay import conflicts, consent, keys, visitors
+from relay import conflicts, consent, keys, outbox, visitors
 from relay.destinations import (
     Destination,
     DestinationConfig,
+    EventResult,
     FormattedEvent,
     Outcome,
     Skip,
@@ -32,166 +35,205 @@ from relay.errors import (
     RetryableDelivery,
 )
 from relay.events import Event, EventName
-from relay.models import PENDING, Delivery, DestinationSetting, EventRecord
+from relay.models import PENDING, Delivery, DestinationSetting, EventRecord, Shop
 from relay.privacy import record_digests as privacy_digests
 from relay.runtime import Runtime
-from relay.shops import destination_config, setting_row
+from relay.shops import destination_config, find_shop, setting_row
 
 log = logging.getLogger(__name__)
 
 RESENT_WITH_NEW_SETTINGS = "credentials changed while sending; sent again"
+# A request refused as a whole for what it carries (400) or its size (413)
+# may hold good events: halving it isolates the bad ones.
+SPLITTABLE = (400, 413)
 # Clocks disagree a little; an action hours ahead of ours is bad data, and
 # platforms refuse future times.
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
 @dataclass
-class Prepared:
+class Sending:
+    """What one batch is sent with: the same shop, destination and settings."""
+
+    shop: Shop
     destination: Destination
     config: DestinationConfig
-    formatted: FormattedEvent
-    # Set when a purchase goes out while a conflict stands unacknowledged.
-    conflict: str | None = None
     # The settings as sent with (re-encrypted at every save, so any save
     # changes it): a refusal of older settings than the current pauses nothing.
-    settings_stamp: str | None = None
+    settings_stamp: str | None
+    # Set when a purchase goes out while a conflict stands unacknowledged;
+    # None when it holds purchases back instead (`held_by_conflict`).
+    conflict: str | None
+    conflict_hold: str | None
 
 
-def deliver(runtime: Runtime, delivery_id: int) -> None:
-    """Send delivery `delivery_id` unless it is done or must be skipped.
+@dataclass
+class Ready:
+    """One delivery of a batch, formatted and about to be sent."""
 
-    Raises RetryableDelivery, after marking the delivery `retrying`, when the
-    platform or network failed: RQ retries the job, and once no retry is
-    left its failure callback calls `give_up`.
+    delivery_id: int
+    formatted: FormattedEvent
+    label: str
+    created_at: datetime
+    conflict: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    reason: str | None = None
+    http_status: int | None = None
+    error: str | None = None
+    warning: str | None = None
+
+
+def send_batch(
+    runtime: Runtime, shop: str, destination: str, delivery_ids: list[int]
+) -> None:
+    """Send the deliveries among `delivery_ids` still to be sent, in one
+    request when the platform takes them all (or in halves, to isolate events
+    a 400 refused), and log each one's outcome.
+
+    Raises RetryableDelivery, after marking the deliveries `retrying`, when
+    the platform or network failed: RQ retries the batch, and once no retry
+    is left its failure callback calls `give_up`.
     """
     with runtime.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None or delivery.status not in PENDING:
-            status = "missing" if delivery is None else delivery.status
-            log.info("delivery %s: nothing to do (%s)", delivery_id, status)
+        sending = _sending(runtime, session, shop, destination, delivery_ids)
+        if sending is None:
             return
-        prepared = _prepare(runtime, session, delivery)
-        if prepared is None:
-            return
-        delivery.attempts += 1
-        delivery.test_mode = prepared.config.test_mode
-        delivery.match_keys = list(prepared.formatted.match_keys)
-        delivery.payload = prepared.formatted.logged_payload
-        label = _label(delivery, prepared.formatted.event_id)
+        ready = [
+            item
+            for delivery in _pending(session, sending.shop, destination, delivery_ids)
+            if (item := _prepare(runtime, delivery, sending)) is not None
+        ]
+    if ready:
+        _send(runtime, sending, ready)
 
+
+def _sending(
+    runtime: Runtime,
+    session: Session,
+    shop: str,
+    destination: str,
+    delivery_ids: list[int],
+) -> Sending | None:
+    """The batch's shared settings, or None after logging why none is sent."""
+    shop_row = find_shop(session, shop)
+    if shop_row is None:
+        return None  # deleted (shop/redact): so are its deliveries
+    plugin = runtime.plugins.destinations.get(destination)
+
+    def skip_all(reason: str, status: str = "skipped") -> Sending | None:
+        deliveries = _pending(session, shop_row, destination, delivery_ids)
+        log.info(
+            "%s batch for %s: %d deliveries %s, %s",
+            destination,
+            shop,
+            len(deliveries),
+            status,
+            reason,
+        )
+        now = runtime.clock.now()
+        for delivery in deliveries:
+            delivery.status = status
+            delivery.reason = reason
+            delivery.updated_at = now
+        return None
+
+    if not shop_row.installed:
+        return skip_all("shop uninstalled")
+    if plugin is None:
+        return skip_all("destination plugin not loaded")
     try:
-        results = prepared.destination.send_batch([prepared.formatted], prepared.config)
-    except RetryableDelivery as error:
-        log.warning("%s: will retry: %s", label, error.reason)
-        _update(
-            runtime,
-            delivery_id,
-            "retrying",
-            error.reason,
-            error.http_status,
-            error.detail,
+        config = destination_config(
+            session, runtime.keyring, runtime.plugins, shop_row, destination
         )
-        raise
-    except CredentialsRefused as error:
-        _pause(runtime, delivery_id, error, prepared.settings_stamp)
-        return
-    except PermanentDelivery as error:
-        log.warning("%s: refused (%s): %s", label, error.http_status, error.reason)
-        _update(
-            runtime,
-            delivery_id,
-            "failed",
-            error.reason,
-            error.http_status,
-            error.detail,
-        )
-        return
-
-    if len(results) != 1:
-        # A plugin bug; what the platform did with the event is unknown.
-        log.error("%s: plugin returned %d results for 1 event", label, len(results))
-        _update(runtime, delivery_id, "failed", "plugin answered wrongly", None, None)
-        return
-    (result,) = results
-    status = "sent" if result.outcome == Outcome.SENT else "failed"
-    log.info("%s: %s (HTTP %s)", label, status, result.http_status)
-    warnings = [w for w in (result.warning, prepared.conflict) if w]
-    if prepared.conflict:
-        log.warning("%s: %s", label, prepared.conflict)
-    _update(
-        runtime,
-        delivery_id,
-        status,
-        None,
-        result.http_status,
-        result.error,
-        warning="; ".join(warnings) or None,
+    except ConfigError as error:
+        return skip_all(f"settings incomplete: {error}", status="failed")
+    if config is None:
+        return skip_all("destination disabled")
+    setting = setting_row(session, shop_row, destination)
+    if setting is not None and setting.paused_reason is not None:
+        return skip_all(f"destination paused: {setting.paused_reason}", "held")
+    return Sending(
+        shop=shop_row,
+        destination=plugin,
+        config=config,
+        settings_stamp=_stamp(setting),
+        conflict=conflicts.flag(session, shop_row, destination),
+        conflict_hold=conflicts.held_by_conflict(session, shop_row, destination),
     )
 
 
-def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared | None:
-    """Everything needed to send, or None after logging why it is skipped."""
-    now = runtime.clock.now()
-    label = _label(delivery, delivery.event.event_id)
+def _pending(
+    session: Session, shop: Shop, destination: str, delivery_ids: list[int]
+) -> list[Delivery]:
+    """The batch's deliveries still to be sent, in the batch's order.
 
-    def skip(reason: str, status: str = "skipped") -> Prepared | None:
+    A delivery deleted meanwhile (a privacy request) is gone; its id, reused
+    by another shop's delivery where the database reuses ids, is not ours.
+    """
+    if not delivery_ids:
+        return []
+    query = (
+        select(Delivery)
+        .options(joinedload(Delivery.event))
+        .where(
+            Delivery.id.in_(delivery_ids),
+            Delivery.shop_id == shop.id,
+            Delivery.destination == destination,
+            Delivery.status.in_(PENDING),
+        )
+    )
+    found = {delivery.id: delivery for delivery in session.scalars(query)}
+    return [found[i] for i in dict.fromkeys(delivery_ids) if i in found]
+
+
+def _prepare(runtime: Runtime, delivery: Delivery, sending: Sending) -> Ready | None:
+    """The delivery formatted, or None after logging why it is skipped."""
+    now = runtime.clock.now()
+    label = _label(delivery, sending.shop.domain, delivery.event.event_id)
+
+    def skip(reason: str, status: str = "skipped") -> Ready | None:
         log.info("%s: %s, %s", label, status, reason)
         delivery.status = status
         delivery.reason = reason
         delivery.updated_at = now
         return None
 
-    if not delivery.shop.installed:
-        return skip("shop uninstalled")
-    destination = runtime.plugins.destinations.get(delivery.destination)
-    if destination is None:
-        return skip("destination plugin not loaded")
-    try:
-        config = destination_config(
-            session,
-            runtime.keyring,
-            runtime.plugins,
-            delivery.shop,
-            delivery.destination,
-        )
-    except ConfigError as error:
-        return skip(f"settings incomplete: {error}", status="failed")
-    if config is None:
-        return skip("destination disabled")
-    paused = _paused_reason(session, delivery)
-    if paused is not None:
-        return skip(f"destination paused: {paused}", status="held")
-
     stored = runtime.redis.get(keys.event(delivery.event_pk))
     if stored is None:
         return skip("event expired before delivery", status="failed")
+    if delivery.status == "retrying" and now - delivery.created_at > timedelta(
+        seconds=runtime.config.retry_window_seconds
+    ):
+        return skip(f"gave up: {delivery.reason} for too long", status="failed")
     # The visitor's browser may have been seen since the event was made (a
     # purchase waits for it): what is known of the visitor now is used.
     event = visitors.resolve(runtime, Event.from_json(stored))
     _note_identity(delivery.event, event)
     held_back = consent.refusal(
-        delivery.shop.consent_policy,
+        sending.shop.consent_policy,
         event.consent,
         from_browser=event.origin.startswith("pixel:"),
     )
-    if event.name is EventName.PURCHASE and held_back is None:
-        held_back = conflicts.held_by_conflict(
-            session, delivery.shop, delivery.destination
-        )
+    purchase = event.name is EventName.PURCHASE
+    if purchase and held_back is None:
+        held_back = sending.conflict_hold
     if held_back is not None:
         return skip(held_back)
 
+    config = sending.config
     if event.test and not config.test_mode:
         return skip("test order")
-    if (
-        destination.max_event_age
-        and now - event.occurred_at > destination.max_event_age
-    ):
+    max_age = sending.destination.max_event_age
+    if max_age and now - event.occurred_at > max_age:
         return skip("too old")
     if event.occurred_at - now > FUTURE_TOLERANCE:
         return skip("in the future")
     try:
-        formatted = destination.format_event(event, config)
+        formatted = sending.destination.format_event(event, config)
     except Skip as reason:
         return skip(reason.reason)
     except Exception:
@@ -200,18 +242,140 @@ def _prepare(runtime: Runtime, session: Session, delivery: Delivery) -> Prepared
             "%s: the %s plugin could not format it", label, delivery.destination
         )
         return skip("destination could not format the event", status="failed")
-    conflict = (
-        conflicts.flag(session, delivery.shop, delivery.destination)
-        if event.name is EventName.PURCHASE
-        else None
+
+    delivery.attempts += 1
+    delivery.test_mode = config.test_mode
+    delivery.match_keys = list(formatted.match_keys)
+    delivery.payload = formatted.logged_payload
+    return Ready(
+        delivery_id=delivery.id,
+        formatted=formatted,
+        label=label,
+        created_at=delivery.created_at,
+        conflict=sending.conflict if purchase else None,
     )
-    setting = setting_row(session, delivery.shop, delivery.destination)
-    return Prepared(destination, config, formatted, conflict, _stamp(setting))
 
 
-def _paused_reason(session: Session, delivery: Delivery) -> str | None:
-    setting = setting_row(session, delivery.shop, delivery.destination)
-    return setting.paused_reason if setting is not None else None
+def _send(runtime: Runtime, sending: Sending, batch: list[Ready]) -> None:
+    destination = sending.destination
+    try:
+        results = destination.send_batch(
+            [item.formatted for item in batch], sending.config
+        )
+    except RetryableDelivery as error:
+        if _retrying(runtime, sending, batch, error):
+            raise
+    except CredentialsRefused as error:
+        _pause(runtime, sending, batch, error)
+        return
+    except PermanentDelivery as error:
+        if len(batch) > 1 and error.http_status in SPLITTABLE:
+            # One bad event refuses the whole request: halve until each bad
+            # event is alone, and the good ones go.
+            half = len(batch) // 2
+            log.info(
+                "%s batch for %s: %d events refused together (HTTP %s), "
+                "sending in halves",
+                destination.name,
+                sending.shop.domain,
+                len(batch),
+                error.http_status,
+            )
+            _send(runtime, sending, batch[:half])
+            _send(runtime, sending, batch[half:])
+            return
+        for item in batch:
+            log.warning(
+                "%s: refused (%s): %s %s",
+                item.label,
+                error.http_status,
+                error.reason,
+                error.detail,
+            )
+        refused = Result("failed", error.reason, error.http_status, error.detail)
+        _record(runtime, {item.delivery_id: refused for item in batch})
+        return
+
+    _record_results(runtime, sending, batch, results)
+
+
+def _record_results(
+    runtime: Runtime, sending: Sending, batch: list[Ready], results: list[EventResult]
+) -> None:
+    if len(results) != len(batch):
+        # A plugin bug; what the platform did with the events is unknown.
+        log.error(
+            "%s batch for %s: plugin returned %d results for %d events",
+            sending.destination.name,
+            sending.shop.domain,
+            len(results),
+            len(batch),
+        )
+        wrong = Result("failed", "plugin answered wrongly")
+        _record(runtime, {item.delivery_id: wrong for item in batch})
+        return
+
+    outcomes = {}
+    for item, result in zip(batch, results, strict=True):
+        sent = result.outcome == Outcome.SENT
+        if item.conflict:
+            log.warning("%s: %s", item.label, item.conflict)
+        if not sent:
+            log.warning(
+                "%s: refused by the platform (HTTP %s): %s",
+                item.label,
+                result.http_status,
+                result.error,
+            )
+        warnings = [w for w in (result.warning, item.conflict) if w]
+        outcomes[item.delivery_id] = Result(
+            "sent" if sent else "failed",
+            None,
+            result.http_status,
+            result.error,
+            "; ".join(warnings) or None,
+        )
+    sent_count = sum(result.status == "sent" for result in outcomes.values())
+    log.info(
+        "%s batch for %s: %d sent, %d refused (HTTP %s)",
+        sending.destination.name,
+        sending.shop.domain,
+        sent_count,
+        len(outcomes) - sent_count,
+        results[0].http_status if results else None,
+    )
+    _record(runtime, outcomes)
+
+
+def _retrying(
+    runtime: Runtime, sending: Sending, batch: list[Ready], error: RetryableDelivery
+) -> int:
+    """Mark a batch's deliveries retrying, those past the retry window
+    failed; returns how many are left to retry."""
+    now = runtime.clock.now()
+    window = timedelta(seconds=runtime.config.retry_window_seconds)
+    log.warning(
+        "%s batch for %s: %d events, will retry: %s",
+        sending.destination.name,
+        sending.shop.domain,
+        len(batch),
+        error.reason,
+    )
+    outcomes = {}
+    for item in batch:
+        if now - item.created_at > window:
+            outcomes[item.delivery_id] = Result(
+                "failed",
+                f"gave up: {error.reason} for too long",
+                error.http_status,
+                error.detail,
+            )
+        else:
+            outcomes[item.delivery_id] = Result(
+                "retrying", error.reason, error.http_status, error.detail
+            )
+    _record(runtime, outcomes)
+    return sum(result.status == "retrying" for result in outcomes.values())
 
 
 def _stamp(setting: DestinationSetting | None) -> str | None:
@@ -222,51 +386,57 @@ def _stamp(setting: DestinationSetting | None) -> str | None:
 
 
 def _pause(
-    runtime: Runtime,
-    delivery_id: int,
-    error: CredentialsRefused,
-    stamp: str | None,
+    runtime: Runtime, sending: Sending, batch: list[Ready], error: CredentialsRefused
 ) -> None:
     """The platform refused the credentials: pause the destination, hold the
-    event. `relay.deadletters.resume_held` sends what was held once the
+    events. `relay.deadletters.resume_held` sends what was held once the
     merchant has fixed the settings."""
     reason = f"{error.reason} (HTTP {error.http_status}): {error.detail}".rstrip(": ")
     now = runtime.clock.now()
+    shop, name = sending.shop.domain, sending.destination.name
+    again = []
     with runtime.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            return
-        setting = setting_row(session, delivery.shop, delivery.destination)
-        changed = setting is not None and _stamp(setting) != stamp
-        if changed and delivery.reason != RESENT_WITH_NEW_SETTINGS:
-            # New settings were saved while this send was in flight: what
-            # was refused is the old ones. Send again, with the new (once).
-            log.info("delivery %s: old credentials refused; again", delivery_id)
-            delivery.status = "queued"
-            delivery.reason = RESENT_WITH_NEW_SETTINGS
+        shop_row = find_shop(session, shop)
+        setting = setting_row(session, shop_row, name) if shop_row else None
+        changed = setting is not None and _stamp(setting) != sending.settings_stamp
+        held = 0
+        for delivery in (
+            _pending(session, shop_row, name, [i.delivery_id for i in batch])
+            if shop_row
+            else []
+        ):
+            if changed and delivery.reason != RESENT_WITH_NEW_SETTINGS:
+                # New settings were saved while this send was in flight:
+                # what was refused is the old ones. Send again with the new
+                # (once).
+                delivery.status = "queued"
+                delivery.reason = RESENT_WITH_NEW_SETTINGS
+                again.append(delivery.id)
+            else:
+                delivery.status = "held"
+                delivery.reason = f"destination paused: {reason}"
+                delivery.http_status = error.http_status
+                delivery.error = error.detail or None
+                held += 1
             delivery.updated_at = now
-            requeue = True
-        else:
-            requeue = False
-            if setting is not None and setting.paused_reason is None:
-                setting.paused_reason = reason
-                setting.paused_at = now
-                log.warning(
-                    "shop %s: %s paused, its events are held until the settings "
-                    "are fixed: %s",
-                    delivery.shop.domain,
-                    delivery.destination,
-                    reason,
-                )
-            delivery.status = "held"
-            delivery.reason = f"destination paused: {reason}"
-            delivery.http_status = error.http_status
-            delivery.error = error.detail or None
-            delivery.updated_at = now
-    if requeue:
-        from relay.pipeline import enqueue_delivery  # the pipeline imports us
-
-        enqueue_delivery(runtime, delivery_id)
+        if held and setting is not None and setting.paused_reason is None:
+            setting.paused_reason = reason
+            setting.paused_at = now
+            log.warning(
+                "shop %s: %s paused, its events are held until the settings "
+                "are fixed: %s",
+                shop,
+                name,
+                reason,
+            )
+    if again:
+        log.info(
+            "%s batch for %s: old credentials refused; %d sent again",
+            name,
+            shop,
+            len(again),
+        )
+        outbox.add(runtime, shop, name, again)
 
 
 def _note_identity(record: EventRecord, event: Event) -> None:
@@ -278,42 +448,58 @@ def _note_identity(record: EventRecord, event: Event) -> None:
     record.phone_digest = record.phone_digest or digests["phone_digest"]
 
 
-def give_up(runtime: Runtime, delivery_id: int, error: BaseException) -> None:
-    """Mark a delivery failed after its job's last attempt raised `error`."""
+def give_up(runtime: Runtime, delivery_ids: list[int], error: BaseException) -> None:
+    """Mark a batch's deliveries failed after its last attempt raised `error`.
+
+    Deliveries that already have an outcome (sent by an earlier half of the
+    batch, or refused) keep it.
+    """
     if isinstance(error, DeliveryError):
         reason, http_status, detail = error.reason, error.http_status, error.detail
     else:
         reason, http_status, detail = type(error).__name__, None, ""
-    log.error(
-        "delivery %s: failed for good after its last retry: %s", delivery_id, reason
-    )
-    _update(runtime, delivery_id, "failed", f"gave up: {reason}", http_status, detail)
-
-
-def _update(
-    runtime: Runtime,
-    delivery_id: int,
-    status: str,
-    reason: str | None,
-    http_status: int | None,
-    error: str | None,
-    *,
-    warning: str | None = None,
-) -> None:
     with runtime.db.session() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            return  # deleted meanwhile (a privacy request); nothing to record
-        delivery.status = status
-        delivery.reason = reason
-        delivery.http_status = http_status
-        delivery.error = error or None
-        delivery.warning = warning or None
-        delivery.updated_at = runtime.clock.now()
+        pending = session.scalars(
+            select(Delivery).where(
+                Delivery.id.in_(delivery_ids), Delivery.status.in_(PENDING)
+            )
+        ).all()
+        now = runtime.clock.now()
+        for delivery in pending:
+            delivery.status = "failed"
+            delivery.reason = f"gave up: {reason}"
+            delivery.http_status = http_status
+            delivery.error = detail or None
+            delivery.updated_at = now
+    if pending:
+        log.error(
+            "%d deliveries failed for good after their last retry: %s "
+            "(relay deliveries --failed lists them, relay retry sends them again)",
+            len(pending),
+            reason,
+        )
 
 
-def _label(delivery: Delivery, event_id: str) -> str:
+def _record(runtime: Runtime, outcomes: dict[int, Result]) -> None:
+    """Log each delivery's outcome, in one transaction."""
+    with runtime.db.session() as session:
+        deliveries = session.scalars(
+            select(Delivery).where(Delivery.id.in_(list(outcomes)))
+        ).all()
+        now = runtime.clock.now()
+        # A delivery deleted meanwhile (a privacy request) records nothing.
+        for delivery in deliveries:
+            result = outcomes[delivery.id]
+            delivery.status = result.status
+            delivery.reason = result.reason
+            delivery.http_status = result.http_status
+            delivery.error = result.error or None
+            delivery.warning = result.warning or None
+            delivery.updated_at = now
+
+
+def _label(delivery: Delivery, shop: str, event_id: str) -> str:
     return (
         f"delivery {delivery.id} ({delivery.destination}, {delivery.event.name} "
-        f"{event_id}, {delivery.shop.domain})"
+        f"{event_id}, {shop})"
     )

@@ -4,13 +4,24 @@ and in the database, never in a job's arguments, result or description."""
 from __future__ import annotations
 
 import logging
+import math
 from types import TracebackType
 from typing import Any
 
+from rq import get_current_job
 from rq.job import Job
 
-from relay import conflicts, deadletters, delivery, pipeline, retention, runtime
-from relay.errors import ShopifyRefused
+from relay import (
+    conflicts,
+    deadletters,
+    delivery,
+    keys,
+    outbox,
+    pipeline,
+    retention,
+    runtime,
+)
+from relay.errors import RetryableDelivery, ShopifyRefused
 from relay.shopify import install
 
 log = logging.getLogger(__name__)
@@ -40,11 +51,13 @@ def set_up_shop(domain: str) -> None:
 
 
 def enforce_retention() -> None:
-    """Delete data past its lifetime, and send deliveries a race left held
-    behind a destination no longer paused; scheduled hourly by `relay cron`."""
+    """Delete data past its lifetime, send deliveries a race left held behind
+    a destination no longer paused, and batches whose job was lost;
+    scheduled hourly by `relay cron`."""
     current = runtime.current()
     retention.enforce(current)
     deadletters.requeue_stranded(current)
+    outbox.recover(current)
 
 
 def check_conflicts(shop: str, destination: str) -> None:
@@ -58,8 +71,66 @@ def check_every_shop() -> None:
 
 
 def deliver(delivery_id: int) -> None:
-    """Send one delivery; RQ retries it while the platform is failing."""
-    delivery.deliver(runtime.current(), delivery_id)
+    """Hand a delivery that waited (for the visitor's browser) to its batch."""
+    pipeline.enqueue_delivery(runtime.current(), delivery_id)
+
+
+def flush_outbox(shop: str, destination: str) -> None:
+    """Send one batch of a shop's deliveries to a destination.
+
+    Run again by RQ (a retry, or a worker's recovery of a job its killed
+    worker abandoned), it sends the batch it claimed the first time.
+    """
+    current = runtime.current()
+    batch, delivery_ids = outbox.claim(current, shop, destination)
+    if not delivery_ids:
+        outbox.done(current, batch, shop, destination)
+        return
+    try:
+        delivery.send_batch(current, shop, destination, delivery_ids)
+    except RetryableDelivery as error:
+        _wait_at_least(error.retry_after)
+        raise
+    outbox.done(current, batch, shop, destination)
+
+
+def _wait_at_least(seconds: float | None) -> None:
+    """Make RQ's next retry of this job wait at least `seconds` (a 429's
+    Retry-After), in place of its planned backoff when that is shorter."""
+    job = get_current_job()
+    if seconds is None or job is None or not job.retries_left:
+        return
+    intervals = list(job.retry_intervals or [0])
+    # The index RQ's Job.get_retry_interval will read for the next retry.
+    index = max(len(intervals) - job.retries_left, 0)
+    if index >= len(intervals):
+        index = len(intervals) - 1
+    intervals[index] = max(intervals[index], math.ceil(seconds))
+    job.retry_intervals = intervals
+
+
+def flush_failed(
+    job: Job,
+    connection: Any,
+    kind: type[BaseException],
+    error: BaseException,
+    traceback: TracebackType,
+) -> None:
+    """RQ's failure callback for `flush_outbox`: record a batch that gave up.
+
+    RQ calls it after every failed attempt, and for a job its killed worker
+    abandoned; only the last one, with no retry left, marks the batch's
+    deliveries failed, so the log never shows a delivery as queued that
+    nothing will ever send.
+    """
+    if job.retries_left:
+        return
+    current = runtime.current()
+    shop, destination = job.args
+    batch = keys.batch(job.id)
+    delivery_ids = [int(i) for i in current.redis.lrange(batch, 0, -1)]
+    delivery.give_up(current, delivery_ids, error)
+    outbox.done(current, batch, shop, destination)
 
 
 def deliver_failed(
@@ -69,13 +140,9 @@ def deliver_failed(
     error: BaseException,
     traceback: TracebackType,
 ) -> None:
-    """RQ's failure callback for `deliver`: record a delivery that gave up.
-
-    RQ calls it after every failed attempt; only the last one, with no retry
-    left, marks the delivery failed, so the log never shows a delivery as
-    queued that nothing will ever send.
-    """
+    """The failure callback of `deliver` jobs queued before batching, which
+    sent one delivery each; kept so that those still scheduled end well."""
     if job.retries_left:
         return
     (delivery_id,) = job.args
-    delivery.give_up(runtime.current(), delivery_id, error)
+    delivery.give_up(runtime.current(), [delivery_id], error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 PREFIX = "relay"
 
 
@@ -33,6 +35,36 @@ def token_refresh(shop: str) -> str:
 def delivery_job(delivery_id: int) -> str:
     """The RQ job id of a delivery, so it is never queued twice."""
     return f"deliver-{delivery_id}"
+
+
+def outbox(destination: str, shop: str) -> str:
+    """Delivery ids waiting for a shop's next batch to a destination."""
+    return f"{PREFIX}:outbox:{destination}:{shop}"
+
+
+def outboxes() -> str:
+    """Every (shop, destination) that has had an outbox, for recovery."""
+    return f"{PREFIX}:outboxes"
+
+
+def outbox_flush(destination: str, shop: str) -> str:
+    """Set while a flush of the outbox is queued or scheduled."""
+    return f"{PREFIX}:outbox-flush:{destination}:{shop}"
+
+
+def batch(job_id: str) -> str:
+    """The delivery ids a flush job claimed, until they have an outcome."""
+    return f"{PREFIX}:batch:{job_id}"
+
+
+def batch_job(destination: str) -> str:
+    """A new flush job's id; its batch list is named after it."""
+    return f"send-{destination}-{secrets.token_hex(8)}"
+
+
+def batches() -> str:
+    """Every claimed batch, with when it was claimed."""
+    return f"{PREFIX}:batches"
 
 
 def beacon(shop: str, client_id: str, event_id: str) -> str:

@@ -26,14 +26,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from rq import Callback, Queue, Retry
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay import carts, keys, privacy, visitors
+from relay import carts, keys, outbox, privacy, visitors
 from relay.errors import BadInput
 from relay.events import ActionSource, Event, EventName
 from relay.models import Delivery, EventRecord, Shop
@@ -44,7 +43,6 @@ from relay.shops import active_destinations, ensure_shop, find_shop
 log = logging.getLogger(__name__)
 
 DELIVER = "relay.jobs.deliver"
-DELIVER_FAILED = "relay.jobs.deliver_failed"
 # Far longer than a job takes from its commit to enqueueing the deliveries.
 ORPHANED_AFTER = timedelta(minutes=2)
 
@@ -54,6 +52,8 @@ class Queued(NamedTuple):
 
     delivery_id: int
     wait: int = 0
+    shop: str | None = None
+    destination: str | None = None
 
 
 Handler = Callable[[Runtime, Session, Shop, dict[str, Any], str], list[Queued]]
@@ -166,8 +166,14 @@ def _handle_once(
 
 
 def _enqueue_all(runtime: Runtime, queued: list[Queued]) -> None:
-    for delivery_id, wait in queued:
-        enqueue_delivery(runtime, delivery_id, wait=wait)
+    batches: dict[tuple[str, str], list[int]] = {}
+    for delivery_id, wait, shop, destination in queued:
+        if wait or shop is None or destination is None:
+            enqueue_delivery(runtime, delivery_id, wait, shop, destination)
+        else:
+            batches.setdefault((shop, destination), []).append(delivery_id)
+    for (shop, destination), delivery_ids in batches.items():
+        outbox.add(runtime, shop, destination, delivery_ids)
 
 
 def _payload(body: bytes) -> dict[str, Any] | None:
@@ -320,7 +326,10 @@ def _record(
         len(deliveries),
         f", waiting {wait} s for the visitor's browser" if wait and deliveries else "",
     )
-    return [Queued(delivery.id, wait) for delivery in deliveries]
+    return [
+        Queued(delivery.id, wait, shop.domain, delivery.destination)
+        for delivery in deliveries
+    ]
 
 
 def _browser_wait(runtime: Runtime, event: Event) -> int:
@@ -415,56 +424,64 @@ def _find_event(session: Session, shop: Shop, event: Event) -> EventRecord | Non
 def _orphaned_deliveries(
     runtime: Runtime, session: Session, record: EventRecord
 ) -> list[int]:
-    """Deliveries of `record` still queued with no job, long after creation.
+    """Deliveries of `record` still queued, long after creation, with neither
+    a job nor a place in a batch.
 
     Only old ones: a job that made a delivery a moment ago may not have
     enqueued it yet, and enqueueing it here too would send it twice.
     """
     created_before = runtime.clock.now() - ORPHANED_AFTER
-    query = select(Delivery.id).where(
+    query = select(Delivery.id, Delivery.destination).where(
         Delivery.event_pk == record.id,
         Delivery.status == "queued",
         Delivery.created_at < created_before,
     )
+    shop = record.shop.domain
     return [
         delivery_id
-        for delivery_id in session.scalars(query)
+        for delivery_id, destination in session.execute(query)
         if not Job.exists(keys.delivery_job(delivery_id), connection=runtime.redis)
+        and not outbox.holds(runtime, shop, destination, delivery_id)
     ]
 
 
 def enqueue_delivery(
-    runtime: Runtime, delivery_id: int, queue: Queue | None = None, wait: int = 0
+    runtime: Runtime,
+    delivery_id: int,
+    wait: int = 0,
+    shop: str | None = None,
+    destination: str | None = None,
 ) -> None:
-    """Queue a delivery's job, to run now or, with `wait`, that many seconds on.
+    """Hand a delivery to its next batch, now or, with `wait`, that many
+    seconds on.
 
-    A waiting job sits in RQ's schedule, which the worker's scheduler moves
-    to the queue when its time comes.
+    A waiting delivery is a job in RQ's schedule, which the worker's
+    scheduler moves to the queue when its time comes (or the pixel's
+    checkout beacon, at once: `_send_held_purchase`).
     """
-    config = runtime.config
-    options: dict[str, Any] = dict(
-        job_id=keys.delivery_job(delivery_id),
-        description="deliver event",
-        result_ttl=config.job_result_seconds,
-        failure_ttl=config.job_failure_seconds,
-        retry=Retry(max=8, interval=[30, 60, 300, 900, 1800, 3600, 7200, 14400]),
-        on_failure=Callback(DELIVER_FAILED),
-    )
-    target = queue or runtime.queue
     if wait:
-        # enqueue_in passes unknown keywords to the job: its timeout is
-        # spelled job_timeout there.
-        target.enqueue_in(
+        config = runtime.config
+        runtime.queue.enqueue_in(
             timedelta(seconds=wait),
             DELIVER,
             delivery_id,
+            job_id=keys.delivery_job(delivery_id),
+            description="deliver event",
+            # enqueue_in passes unknown keywords to the job: its timeout is
+            # spelled job_timeout there.
             job_timeout=config.job_timeout_seconds,
-            **options,
+            result_ttl=config.job_result_seconds,
+            failure_ttl=config.job_failure_seconds,
         )
-    else:
-        target.enqueue_call(
-            DELIVER,
-            args=(delivery_id,),
-            timeout=config.job_timeout_seconds,
-            **options,
-        )
+        return
+    if shop is None or destination is None:
+        with runtime.db.session() as session:
+            found = session.execute(
+                select(Shop.domain, Delivery.destination)
+                .join(Shop, Delivery.shop_id == Shop.id)
+                .where(Delivery.id == delivery_id)
+            ).one_or_none()
+        if found is None:
+            return  # deleted meanwhile (a privacy request)
+        shop, destination = found
+    outbox.add(runtime, shop, destination, [delivery_id])

@@ -40,7 +40,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from relay import keys, matchkeys, visitors
+from relay import keys, matchkeys, outbox, visitors
 from relay.events import Person
 from relay.models import (
     PENDING,
@@ -492,6 +492,7 @@ def _delete_events(
         for job in Job.fetch_many(batch, connection=runtime.redis):
             if job is not None:
                 job.delete()
+    outbox.discard(runtime, pending)
     return event_pks, int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -590,7 +591,10 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
         keys.visitor(escaped, "*"),
         keys.visitor_link(escaped, "*", "*"),
         keys.visitor_links(escaped, "*"),
+        keys.outbox("*", escaped),
+        keys.outbox_flush("*", escaped),
     ]
+    outbox.forget_shop(runtime, domain)
     shop_keys = [
         key
         for pattern in patterns
@@ -622,8 +626,8 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
 def _delete_shop_jobs(runtime: Runtime, domain: str) -> int:
     """Drop RQ jobs whose arguments name the shop, queued or remembered.
 
-    Only webhook-processing and set-up jobs carry a shop's name; delivery
-    jobs carry a delivery id, whose row is already gone.
+    Webhook-processing, set-up and batch jobs carry a shop's name; a
+    waiting delivery's job carries a delivery id, whose row is already gone.
     """
     queue = runtime.queue
     connection = runtime.redis

@@ -126,6 +126,10 @@ def config(tmp_path: Path, database_url: str) -> Config:
         # Most tests are about one webhook and send at once; those about
         # waiting for the pixel set a wait of their own.
         browser_wait_seconds=0,
+        # A burst worker stops when the queue is empty: a batch must not
+        # wait in RQ's schedule. Batches still form from what the queue
+        # holds before their flush job runs.
+        batch_wait_seconds=0,
     )
 
 
@@ -193,6 +197,7 @@ def cli_env(runtime: Runtime, redis_url: str, database_url: str) -> dict[str, st
         "RELAY_INSTANCE_PATH": str(config.instance_path),
         "RELAY_PLUGINS_FILE": str(config.plugins_file),
         "RELAY_QUEUE": config.queue_name,
+        "RELAY_BATCH_WAIT_SECONDS": str(config.batch_wait_seconds),
     }
 
 

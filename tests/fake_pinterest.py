@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -37,12 +40,27 @@ ERROR_SCHEMA = _validator("pinterest-capi-events-error.schema.json")
 
 @dataclass
 class Received:
-    """One request as the fake saw it."""
+    """One request as the fake saw it; status 0 when it never answered."""
 
     ad_account_id: str
     test: bool
     body: dict[str, Any]
     status: int
+    # The event ids it answered `processed`: what Pinterest now holds.
+    processed: list[str] = field(default_factory=list)
+
+
+# What `FakePinterest.script` may hold besides (status, body, headers):
+RESET = "reset"  # close the connection without an answer, as a crash would
+STALL = "stall"  # hold the request until `release()`, then reset it
+HOLD = "hold"  # hold the request until `release()`, then answer it
+
+
+@dataclass
+class Scripted:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,6 +73,15 @@ class FakePinterest:
     schema_errors: list[str] = field(default_factory=list)
     # Set to force an answer, e.g. (503, {...}), for the next requests.
     forced: tuple[int, dict[str, Any]] | None = None
+    # Answers for the next requests, one each, in order: a Scripted answer,
+    # RESET, STALL or HOLD. Applied after authentication and schema validation.
+    script: list[Scripted | str] = field(default_factory=list)
+    # Event ids Pinterest refuses one by one (a 422 naming them) ...
+    refused_ids: dict[str, str] = field(default_factory=dict)
+    # ... or that make it refuse a whole request with a 400.
+    poison_ids: dict[str, str] = field(default_factory=dict)
+    stalled: threading.Event = field(default_factory=threading.Event)
+    _release: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         path = re.compile(r"^/v5/ad_accounts/[^/]+/events$")
@@ -65,6 +92,15 @@ class FakePinterest:
     @property
     def api_base(self) -> str:
         return self.server.url_for("").rstrip("/")
+
+    @property
+    def delivered(self) -> Counter[str]:
+        """How many times each event id was answered `processed`."""
+        return Counter(i for received in self.requests for i in received.processed)
+
+    def release(self) -> None:
+        """Let a STALLed request end (with a reset)."""
+        self._release.set()
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -80,9 +116,24 @@ class FakePinterest:
         account = request.path.split("/")[3]
         test = request.args.get("test") == "true"
         status, answer, body = self._answer(request, account)
-        self.requests.append(Received(account, test, body, status))
+        if status == 0:
+            self.requests.append(Received(account, test, body, 0))
+            return _reset(request)
+        processed = []
+        statuses = answer.get("events") or answer.get("details", {}).get("events")
+        if status in (200, 422) and statuses:
+            processed = [
+                event["event_id"]
+                for event, result in zip(body["data"], statuses, strict=True)
+                if result["status"] == "processed"
+            ]
+        self.requests.append(Received(account, test, body, status, processed))
+        scripted = answer.pop("_headers", {})
         return Response(
-            json.dumps(answer), status=status, content_type="application/json"
+            json.dumps(answer),
+            status=status,
+            content_type="application/json",
+            headers=scripted,
         )
 
     def _answer(
@@ -107,7 +158,30 @@ class FakePinterest:
             )
         if self.forced:
             return self.forced + (body,)
+        if self.script:
+            step = self.script.pop(0)
+            if step in (STALL, HOLD):
+                self.stalled.set()
+                self._release.wait(timeout=60)
+            if step == HOLD:
+                return self._answer_events(body)
+            if step in (STALL, RESET):
+                return 0, {}, body
+            assert isinstance(step, Scripted)
+            return step.status, dict(step.body, _headers=step.headers), body
+        poisoned = [
+            self.poison_ids[event["event_id"]]
+            for event in body["data"]
+            if event["event_id"] in self.poison_ids
+        ]
+        if poisoned:
+            return _error(400, 4196, f"The request was invalid. {poisoned[0]}") + (
+                body,
+            )
 
+        return self._answer_events(body)
+
+    def _answer_events(self, body: Any) -> tuple[int, dict[str, Any], Any]:
         statuses = [self._event_status(event) for event in body["data"]]
         details = {
             "num_events_received": len(statuses),
@@ -128,6 +202,12 @@ class FakePinterest:
 
     def _event_status(self, event: dict[str, Any]) -> dict[str, Any]:
         now = int(self.clock.now().timestamp())
+        if event["event_id"] in self.refused_ids:
+            return {
+                "status": "failed",
+                "error_message": self.refused_ids[event["event_id"]],
+                "warning_message": "",
+            }
         if event["event_time"] < now - MAX_AGE.total_seconds():
             return {
                 "status": "failed",
@@ -144,6 +224,12 @@ class FakePinterest:
                 "warning_message": "",
             }
         return {"status": "processed", "error_message": None, "warning_message": None}
+
+
+def _reset(request: Request) -> Response:
+    """Drop the connection at once, answering nothing."""
+    request.environ["werkzeug.socket"].shutdown(socket.SHUT_RDWR)
+    return Response(status=500)  # never reaches the closed connection
 
 
 def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:

@@ -9,6 +9,7 @@ import pytest
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
+from relay import keys
 from relay.errors import RetryableDelivery
 from relay.models import Delivery
 from tests.conftest import (
@@ -48,8 +49,11 @@ def test_pinterest_5xx_leaves_the_delivery_retrying_with_a_scheduled_retry(
         1,
     )
     assert delivery.error == "4197: endpoint has been ramped down"
-    assert ScheduledJobRegistry(queue=runtime.queue).get_job_ids() == [
-        f"deliver-{delivery.id}"
+    # The batch stays claimed by its job, which RQ has scheduled to retry.
+    (job_id,) = ScheduledJobRegistry(queue=runtime.queue).get_job_ids()
+    assert job_id.startswith("send-pinterest-")
+    assert runtime.redis.lrange(keys.batch(job_id), 0, -1) == [
+        str(delivery.id).encode()
     ]
 
 

@@ -119,9 +119,16 @@ def test_stale_401_after_new_settings_does_not_pause_again(
     post_fixture(client, "orders_create.json")
     work(runtime)  # the purchase is made; its delivery waits, not yet sent
     with runtime.db.session() as session:
-        setting = session.scalars(select(DestinationSetting)).one()
-        stamp_sent_with = delivery_module._stamp(setting)
         (delivery_id,) = session.scalars(select(Delivery.id)).all()
+        sending = delivery_module._sending(
+            runtime, session, SHOP, "pinterest", [delivery_id]
+        )
+        assert sending is not None
+        (delivery,) = delivery_module._pending(
+            session, sending.shop, "pinterest", [delivery_id]
+        )
+        ready = delivery_module._prepare(runtime, delivery, sending)
+        assert ready is not None
     configure_destination(runtime, "pinterest", {"conversion_token": pinterest.token})
 
     refused = CredentialsRefused(
@@ -129,7 +136,7 @@ def test_stale_401_after_new_settings_does_not_pause_again(
         http_status=401,
         detail="2: Authentication failed.",
     )
-    delivery_module._pause(runtime, delivery_id, refused, stamp_sent_with)
+    delivery_module._pause(runtime, sending, [ready], refused)
     work(runtime)
 
     assert paused(runtime) is None
@@ -139,23 +146,23 @@ def test_stale_401_after_new_settings_does_not_pause_again(
 def test_event_held_while_resume_commits_is_not_stranded(
     client, runtime, pinterest, connected_shop, monkeypatch, tmp_path
 ):
-    """_prepare reads the pause, resume_held commits, then _prepare commits
+    """_sending reads the pause, resume_held commits, then _sending commits
     `held`: the delivery is held under a destination no longer paused."""
     hold_one(client, runtime, pinterest)
-    original = delivery_module._paused_reason
+    original = delivery_module.setting_row
     flag = tmp_path / "raced"
 
-    def racing(session, delivery):
-        reason = original(session, delivery)
+    def racing(session, shop, name):
+        setting = original(session, shop, name)
         if not flag.exists():  # once, across forked work horses
             flag.write_text("raced")
             resume_held(runtime, SHOP, "pinterest")  # another process
-        return reason
+        return setting
 
     second_order(client)
-    monkeypatch.setattr(delivery_module, "_paused_reason", racing)
+    monkeypatch.setattr(delivery_module, "setting_row", racing)
     work(runtime)
-    monkeypatch.setattr(delivery_module, "_paused_reason", original)
+    monkeypatch.setattr(delivery_module, "setting_row", original)
     work(runtime)
     # The hourly retention job sends what the race left held.
     requeue_stranded(runtime)

@@ -340,7 +340,10 @@ def test_uninstall_stops_deliveries_then_reinstall_starts_cleanly(
         assert session.scalars(select(ShopToken)).all() == []
         delivery = session.scalars(select(Delivery)).one()
         assert (delivery.status, delivery.reason) == ("skipped", "shop uninstalled")
-    assert f"{SHOP}): skipped, shop uninstalled" in process_log()
+    assert (
+        f"pinterest batch for {SHOP}: 1 deliveries skipped, shop uninstalled"
+        in process_log()
+    )
 
     # Orders arriving while uninstalled make nothing.
     post_fixture(client, "orders_paid.json")
