@@ -19,7 +19,7 @@ import redis
 from jsonschema import Draft202012Validator
 from rq import Queue, Retry
 
-from relay import keys
+from relay import intake_queue, keys
 from relay.config import Config
 from relay.errors import BadInput
 
@@ -224,18 +224,28 @@ def accept_beacon(
                 return False
             pipe.multi()
             pipe.set(key, stored, ex=config.inbox_seconds)
-            queue.enqueue_call(
-                PROCESS_BEACON,
-                args=(beacon.shop, beacon.client_id, beacon.event_id),
-                description="process pixel beacon",
-                timeout=config.job_timeout_seconds,
-                # Thousands a minute, each naming a visitor: none is kept done.
-                result_ttl=0,
-                failure_ttl=config.job_failure_seconds,
-                retry=Retry(max=3, interval=[10, 60, 300]),
-                pipeline=pipe,
+            intake_queue.push(
+                pipe, "beacon", beacon.shop, beacon.client_id, beacon.event_id
             )
             pipe.execute()
         except redis.WatchError:
             return False  # the same beacon, accepted a moment ago
+    intake_queue.schedule_drain(queue, config)
     return True
+
+
+def enqueue_processing(
+    queue: Queue, config: Config, shop: str, client_id: str, event_id: str
+) -> None:
+    """Queue a job of its own for a stored beacon (one that failed in a
+    batch), with RQ's retries."""
+    queue.enqueue_call(
+        PROCESS_BEACON,
+        args=(shop, client_id, event_id),
+        description="process pixel beacon",
+        timeout=config.job_timeout_seconds,
+        # Thousands a minute, each naming a visitor: none is kept done.
+        result_ttl=0,
+        failure_ttl=config.job_failure_seconds,
+        retry=Retry(max=3, interval=[10, 60, 300]),
+    )

@@ -1,6 +1,8 @@
-"""Accepting a webhook: remember the delivery, keep the body, queue a job.
+"""Accepting a webhook: remember the delivery, keep the body, queue it.
 
-The three happen in one Redis transaction, so a delivery is either fully
+Queued means pushed onto the intake list that `drain_intake` jobs normalize
+in batches (relay.intake_queue); privacy requests get a job each. The three
+happen in one Redis transaction, so a delivery is either fully
 accepted (and any redelivery is recognised) or not at all (and Shopify's
 retry brings it again). The job receives ids only; the body, which carries
 personal data, waits under a key with a TTL and is deleted once processed.
@@ -14,7 +16,7 @@ from enum import Enum
 import redis
 from rq import Queue, Retry
 
-from relay import keys
+from relay import intake_queue, keys
 from relay.config import Config
 
 log = logging.getLogger(__name__)
@@ -55,12 +57,19 @@ def accept_webhook(
             pipe.multi()
             pipe.set(seen_key, topic, ex=config.webhook_dedupe_seconds)
             pipe.set(keys.inbox(shop, webhook_id), body, ex=config.inbox_seconds)
-            enqueue_processing(queue, config, shop, topic, webhook_id, pipeline=pipe)
+            if topic in PRIVACY_TOPICS:
+                enqueue_processing(
+                    queue, config, shop, topic, webhook_id, pipeline=pipe
+                )
+            else:
+                intake_queue.push(pipe, "webhook", shop, topic, webhook_id)
             pipe.execute()
         except redis.WatchError:
             # A concurrent delivery of the same webhook won the race.
             return Acceptance.DUPLICATE
 
+    if topic not in PRIVACY_TOPICS:
+        intake_queue.schedule_drain(queue, config)
     log.info("webhook %s from %s: queued %s", webhook_id, shop, topic)
     return Acceptance.QUEUED
 

@@ -15,6 +15,7 @@ from relay import (
     conflicts,
     deadletters,
     delivery,
+    intake_queue,
     keys,
     outbox,
     pipeline,
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 def process_webhook(shop: str, topic: str, webhook_id: str) -> None:
     """Normalize a stored webhook body and queue its deliveries."""
     pipeline.process_webhook(runtime.current(), shop, topic, webhook_id)
+
+
+def drain_intake() -> None:
+    """Normalize a batch of accepted webhooks and beacons."""
+    intake_queue.drain(runtime.current())
 
 
 def process_beacon(shop: str, client_id: str, event_id: str) -> None:

@@ -67,6 +67,21 @@ def batches() -> str:
     return f"{PREFIX}:batches"
 
 
+def intake() -> str:
+    """Webhooks and beacons accepted and not yet normalized (ids only)."""
+    return f"{PREFIX}:intake"
+
+
+def intake_drain() -> str:
+    """Set while a drain job of the intake list is queued."""
+    return f"{PREFIX}:intake-drain"
+
+
+def drain_job() -> str:
+    """A new drain job's id; its batch list is named after it."""
+    return f"drain-{secrets.token_hex(8)}"
+
+
 def beacon(shop: str, client_id: str, event_id: str) -> str:
     """A pixel beacon waiting for its job; deleted once processed.
 

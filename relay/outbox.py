@@ -70,17 +70,20 @@ def add(
     if not delivery_ids:
         return
     outbox = keys.outbox(destination, shop)
+    wait = runtime.config.batch_wait_seconds
+    # One round trip: push, and claim the right to schedule the flush.
     with runtime.redis.pipeline() as pipe:
         pipe.rpush(outbox, *delivery_ids)
         pipe.sadd(keys.outboxes(), _name(shop, destination))
-        length, _ = pipe.execute()
+        _mark_flush(runtime, pipe, shop, destination, wait)
+        length, _, marked = pipe.execute()
 
     limit = _batch_limit(runtime, destination)
     filled = length // limit > (length - len(delivery_ids)) // limit
     if filled:
         _queue_flush(runtime, shop, destination)
-    else:
-        schedule_flush(runtime, shop, destination)
+    elif marked:
+        _queue_flush(runtime, shop, destination, wait)
 
 
 def schedule_flush(
@@ -92,13 +95,21 @@ def schedule_flush(
     that schedules the next one.
     """
     wait = runtime.config.batch_wait_seconds if after is None else after
-    marker = keys.outbox_flush(destination, shop)
+    if _mark_flush(runtime, runtime.redis, shop, destination, wait):
+        _queue_flush(runtime, shop, destination, wait)
+
+
+def _mark_flush(
+    runtime: Runtime, client: Any, shop: str, destination: str, wait: float
+) -> Any:
+    """Set the flush marker unless set: true (or queued in a pipeline) for
+    the caller that must queue the flush."""
     # The marker outlives a flush that never ran (its job lost with a Redis
     # that kept nothing), so the outbox is never left without one for long.
     lifetime = int(wait) + runtime.config.job_timeout_seconds * 2
-    if not runtime.redis.set(marker, "1", nx=True, ex=max(lifetime, 1)):
-        return
-    _queue_flush(runtime, shop, destination, wait)
+    return client.set(
+        keys.outbox_flush(destination, shop), "1", nx=True, ex=max(lifetime, 1)
+    )
 
 
 def _queue_flush(

@@ -261,9 +261,15 @@ def identify(runtime: Runtime, event: Event) -> Event:
 
 
 def _find_client(connection: redis.Redis, event: Event) -> str | None:
-    for kind, value in _token_links(event):
-        if value and (found := client_for(connection, event.shop, kind, value)):
-            return found
+    # One round trip for the three links, taken in the order of trust.
+    links = [
+        keys.visitor_link(event.shop, kind, value)
+        for kind, value in _token_links(event)
+        if value
+    ]
+    for found in connection.mget(links) if links else []:
+        if client_id := _text(found):
+            return client_id
     return None
 
 

@@ -16,7 +16,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 import relay.jobs  # noqa: F401
-from relay import outbox
+from relay import intake_queue, outbox
 from relay import runtime as runtime_module
 from relay.errors import RetryableDelivery, ShopifyUnavailable
 from relay.runtime import Runtime
@@ -53,7 +53,9 @@ class RelayWorker(Worker):
 
     def clean_registries(self) -> None:
         super().clean_registries()  # RQ's own, abandoned jobs included
-        outbox.recover(runtime_module.current())
+        current = runtime_module.current()
+        intake_queue.recover(current)
+        outbox.recover(current)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], (RetryableDelivery, ShopifyUnavailable)):
@@ -75,6 +77,7 @@ def recover_abandoned(runtime: Runtime) -> int:
     StartedJobRegistry(queue=runtime.queue).cleanup(
         timestamp=runtime.clock.now().timestamp()
     )
+    intake_queue.recover(runtime)
     return outbox.recover(runtime)
 
 

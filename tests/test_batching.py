@@ -358,3 +358,46 @@ def test_a_claimed_batch_whose_job_is_gone_goes_back_to_its_outbox(
 
     assert dict(pinterest.delivered) == sent_once(ids)
     assert runtime.redis.exists(keys.batch(job_id)) == 0
+
+
+def test_webhooks_are_normalized_many_to_a_job(
+    client, runtime, pinterest, connected_shop
+):
+    ids = post_orders(client, 4)
+    assert runtime.redis.llen(keys.intake()) == 4
+    assert [job.func_name for job in runtime.queue.jobs] == ["relay.jobs.drain_intake"]
+
+    work(runtime)
+
+    assert runtime.redis.llen(keys.intake()) == 0
+    assert [len(r.body["data"]) for r in pinterest.requests] == [4]
+    assert dict(pinterest.delivered) == sent_once(ids)
+
+
+def test_a_webhook_that_fails_in_a_batch_gets_a_job_of_its_own(
+    client, runtime, pinterest, connected_shop
+):
+    post_signed(client, dict(ORDER, id=FIRST_ID), "order-1")
+    post_signed(client, dict(ORDER, id=FIRST_ID + 1), "order-2")
+    post_signed(client, dict(ORDER, id=FIRST_ID + 2), "order-3")
+    # Something else wrote a list where the second body waits: reading it
+    # fails with Redis's WRONGTYPE.
+    inbox = keys.inbox(connected_shop, "order-2")
+    body = runtime.redis.get(inbox)
+    runtime.redis.delete(inbox)
+    runtime.redis.rpush(inbox, "not a body")
+    work(runtime)
+
+    assert dict(pinterest.delivered) == sent_once(order_ids(3)[::2])
+    ((job_id, _),) = scheduled(runtime)  # its own job, retried by RQ
+    job = Job.fetch(job_id, connection=runtime.redis)
+    assert (job.func_name, job.args) == (
+        "relay.jobs.process_webhook",
+        (connected_shop, "orders/create", "order-2"),
+    )
+
+    runtime.redis.delete(inbox)
+    runtime.redis.set(inbox, body)
+    run_due(runtime, after=11)
+    work(runtime)
+    assert dict(pinterest.delivered) == sent_once(order_ids(3))

@@ -58,8 +58,10 @@ def test_concurrent_beacons_of_one_visitor(client, runtime, shop, monkeypatch):
     monkeypatch.setattr(redis.client.Pipeline, "exists", exists)
     response = post_beacon(client, first)
     monkeypatch.undo()
-    print(response.status_code, runtime.queue.get_job_ids())
-    assert len(runtime.queue.get_job_ids()) == 2
+    # Both wait on the intake list for the one drain job.
+    assert response.status_code == 204
+    assert runtime.redis.llen(keys.intake()) == 2
+    assert len(runtime.queue.get_job_ids()) == 1
 
 
 def test_waiting_add_to_cart_then_sale_refusal(

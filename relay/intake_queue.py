@@ -1,0 +1,127 @@
+"""Normalizing in batches: many webhooks and beacons per RQ job.
+
+A forking RQ worker pays several milliseconds per job before Relay does
+anything, more than normalizing an order costs. So intake pushes what it
+accepted (ids only: the bodies wait under their own keys) onto one Redis
+list, in the same transaction that stores the body, and a `drain_intake` job
+processes up to DRAIN_LIMIT of them at a time:
+
+    intake  ──claim──▶  batch:{job id}  ──processed──▶  (deleted)
+
+As in `relay.outbox`, the claimed ids stay in Redis under the job's name
+until processed, so RQ's retry or its recovery of a killed worker's job
+processes the same ones again; processing is idempotent (a processed body is
+deleted, an event is recorded once). An item that fails is handed to a job
+of its own, with RQ's retries, so one bad item never holds up the others.
+Privacy requests keep a job each (relay.intake).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+import redis
+from rq import Queue, Retry, get_current_job
+
+from relay import keys
+from relay.config import Config
+
+if TYPE_CHECKING:
+    from relay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+DRAIN = "relay.jobs.drain_intake"
+# Small enough that a batch is done in well under a second.
+DRAIN_LIMIT = 200
+
+# Moves up to ARGV[1] items from the intake list (KEYS[1]) to the batch
+# (KEYS[2]), unless the batch already holds some: a job run again processes
+# the same ones.
+_CLAIM = """
+local held = redis.call('LRANGE', KEYS[2], 0, -1)
+if #held > 0 then return held end
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items == 0 then return items end
+redis.call('LTRIM', KEYS[1], #items, -1)
+redis.call('RPUSH', KEYS[2], unpack(items))
+redis.call('EXPIRE', KEYS[2], tonumber(ARGV[2]))
+return items
+"""
+
+
+def push(pipe: redis.client.Pipeline, kind: str, *ids: str) -> None:
+    """Add an accepted webhook or beacon, inside the intake's transaction."""
+    pipe.rpush(keys.intake(), json.dumps([kind, *ids]))
+
+
+def schedule_drain(queue: Queue, config: Config) -> None:
+    """Queue a drain job unless one is queued and has not started yet."""
+    marker = keys.intake_drain()
+    # Outlives a job that never ran, so intake is never left undrained long.
+    if not queue.connection.set(marker, "1", nx=True, ex=config.job_timeout_seconds):
+        return
+    queue.enqueue_call(
+        DRAIN,
+        job_id=keys.drain_job(),
+        description="normalize a batch of webhooks and beacons",
+        timeout=config.job_timeout_seconds,
+        # The job names nobody, but has nothing worth keeping either.
+        result_ttl=0,
+        failure_ttl=config.job_failure_seconds,
+        retry=Retry(max=5, interval=[10, 60, 300, 1800, 3600]),
+    )
+
+
+def claim(runtime: Runtime) -> tuple[str, list[list[str]]]:
+    """The current job's batch: claimed now, or the one it claimed before."""
+    job = get_current_job()
+    batch = keys.batch(job.id if job is not None else keys.drain_job())
+    runtime.redis.delete(keys.intake_drain())
+    raw = runtime.redis.eval(
+        _CLAIM, 2, keys.intake(), batch, DRAIN_LIMIT, runtime.config.inbox_seconds
+    )
+    if runtime.redis.llen(keys.intake()):
+        schedule_drain(runtime.queue, runtime.config)
+    return batch, [json.loads(item) for item in raw]
+
+
+def drain(runtime: Runtime) -> int:
+    """Process one batch; returns how many items it held."""
+    from relay import beacons, intake, pipeline  # they import this module
+
+    batch, items = claim(runtime)
+    for item in items:
+        kind, *ids = item
+        try:
+            if kind == "webhook":
+                pipeline.process_webhook(runtime, *ids)
+            else:
+                pipeline.process_beacon(runtime, *ids)
+        except Exception as error:
+            # Logged with its traceback by the job of its own, if it fails
+            # there too; here only which item went where.
+            log.warning(
+                "%s %s: failed in a batch (%s); retried in a job of its own",
+                kind,
+                ids[-1],
+                type(error).__name__,
+            )
+            if kind == "webhook":
+                intake.enqueue_processing(runtime.queue, runtime.config, *ids)
+            else:
+                beacons.enqueue_processing(runtime.queue, runtime.config, *ids)
+    runtime.redis.delete(batch)
+    return len(items)
+
+
+def waiting(runtime: Runtime) -> int:
+    return int(runtime.redis.llen(keys.intake()))
+
+
+def recover(runtime: Runtime) -> None:
+    """Queue a drain for items a lost job left waiting."""
+    if waiting(runtime):
+        schedule_drain(runtime.queue, runtime.config)
