@@ -130,6 +130,7 @@ def measure(
     )
     try:
         _wait_until_listening(port)
+        _warm_up(port, args.workers)
         body = FIXTURE.read_bytes()
         headers = {
             "Content-Type": "application/json",
@@ -254,6 +255,17 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _warm_up(port: int, workers: int) -> None:
+    """Wait until every worker has booted: gunicorn listens before its
+    workers have imported the app, and the first requests would measure
+    Relay's start-up, not its intake."""
+    for _ in range(workers * 10):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        connection.close()
 
 
 def _wait_until_listening(port: int) -> None:

@@ -46,9 +46,25 @@ def accept_webhook(
     Raises redis.RedisError when Redis cannot be reached; the caller answers
     so that Shopify retries.
     """
+    if topic not in PRIVACY_TOPICS:
+        accepted = intake_queue.accept(
+            queue,
+            config,
+            "webhook",
+            keys.webhook_seen(shop, webhook_id),
+            topic,
+            config.webhook_dedupe_seconds,
+            keys.inbox(shop, webhook_id),
+            body,
+            [shop, topic, webhook_id],
+        )
+        if not accepted:
+            return Acceptance.DUPLICATE
+        log.info("webhook %s from %s: queued %s", webhook_id, shop, topic)
+        return Acceptance.QUEUED
+
     connection: redis.Redis = queue.connection
     seen_key = keys.webhook_seen(shop, webhook_id)
-
     with connection.pipeline() as pipe:
         try:
             pipe.watch(seen_key)
@@ -57,19 +73,12 @@ def accept_webhook(
             pipe.multi()
             pipe.set(seen_key, topic, ex=config.webhook_dedupe_seconds)
             pipe.set(keys.inbox(shop, webhook_id), body, ex=config.inbox_seconds)
-            if topic in PRIVACY_TOPICS:
-                enqueue_processing(
-                    queue, config, shop, topic, webhook_id, pipeline=pipe
-                )
-            else:
-                intake_queue.push(pipe, "webhook", shop, topic, webhook_id)
+            enqueue_processing(queue, config, shop, topic, webhook_id, pipeline=pipe)
             pipe.execute()
         except redis.WatchError:
             # A concurrent delivery of the same webhook won the race.
             return Acceptance.DUPLICATE
 
-    if topic not in PRIVACY_TOPICS:
-        intake_queue.schedule_drain(queue, config)
     log.info("webhook %s from %s: queued %s", webhook_id, shop, topic)
     return Acceptance.QUEUED
 

@@ -52,6 +52,53 @@ return items
 """
 
 
+# Intake in one round trip: unless the delivery was seen (KEYS[1]), mark it
+# seen, keep its body (KEYS[2]), push its ids onto the intake list (KEYS[3])
+# and claim the drain marker (KEYS[4]). Returns -1 for a repeat, 1 when the
+# caller must queue a drain job, else 0.
+_ACCEPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('RPUSH', KEYS[3], ARGV[5])
+if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return 1 end
+return 0
+"""
+
+
+def accept(
+    queue: Queue,
+    config: Config,
+    kind: str,
+    seen_key: str,
+    seen_value: str,
+    seen_seconds: int,
+    body_key: str,
+    body: bytes,
+    ids: list[str],
+) -> bool:
+    """Store a body and queue its ids at once, unless seen before; False for
+    a repeat. Raises redis.RedisError when Redis cannot be reached."""
+    answer = queue.connection.eval(
+        _ACCEPT,
+        4,
+        seen_key,
+        body_key,
+        keys.intake(),
+        keys.intake_drain(),
+        seen_value,
+        seen_seconds,
+        body,
+        config.inbox_seconds,
+        json.dumps([kind, *ids]),
+        config.job_timeout_seconds,
+    )
+    if answer == -1:
+        return False
+    if answer == 1:
+        _enqueue_drain(queue, config)
+    return True
+
+
 def push(pipe: redis.client.Pipeline, kind: str, *ids: str) -> None:
     """Add an accepted webhook or beacon, inside the intake's transaction."""
     pipe.rpush(keys.intake(), json.dumps([kind, *ids]))
@@ -63,6 +110,10 @@ def schedule_drain(queue: Queue, config: Config) -> None:
     # Outlives a job that never ran, so intake is never left undrained long.
     if not queue.connection.set(marker, "1", nx=True, ex=config.job_timeout_seconds):
         return
+    _enqueue_drain(queue, config)
+
+
+def _enqueue_drain(queue: Queue, config: Config) -> None:
     queue.enqueue_call(
         DRAIN,
         job_id=keys.drain_job(),
