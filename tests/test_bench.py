@@ -48,3 +48,9 @@ def test_intake_bench_loads_both_endpoints():
 def test_normalize_bench_runs():
     output = run_bench("bench/normalize_format.py", "--events", "50", "--rounds", "1")
     assert "orders/s per core (median of 1 rounds of 50;" in output
+
+
+def test_profile_script_profiles_both_jobs():
+    output = run_bench("bench/profile_pipeline.py", "--orders", "20", "--lines", "5")
+    assert "== normalizing: 20 orders in" in output
+    assert "== sending: 20 orders in" in output
