@@ -23,7 +23,7 @@ import logging
 from typing import TYPE_CHECKING
 
 import redis
-from rq import Queue, Retry, get_current_job
+from rq import Callback, Queue, Retry, get_current_job
 
 from relay import keys
 from relay.config import Config
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DRAIN = "relay.jobs.drain_intake"
+DRAIN_FAILED = "relay.jobs.drain_failed"
 # Small enough that a batch is done in well under a second.
 DRAIN_LIMIT = 200
 
@@ -123,6 +124,7 @@ def _enqueue_drain(queue: Queue, config: Config) -> None:
         result_ttl=0,
         failure_ttl=config.job_failure_seconds,
         retry=Retry(max=5, interval=[10, 60, 300, 1800, 3600]),
+        on_failure=Callback(DRAIN_FAILED),
     )
 
 
@@ -141,7 +143,7 @@ def claim(runtime: Runtime) -> tuple[str, list[list[str]]]:
 
 def drain(runtime: Runtime) -> int:
     """Process one batch; returns how many items it held."""
-    from relay import beacons, intake, pipeline  # they import this module
+    from relay import pipeline  # it imports this module
 
     batch, items = claim(runtime)
     for item in items:
@@ -160,12 +162,36 @@ def drain(runtime: Runtime) -> int:
                 ids[-1],
                 type(error).__name__,
             )
-            if kind == "webhook":
-                intake.enqueue_processing(runtime.queue, runtime.config, *ids)
-            else:
-                beacons.enqueue_processing(runtime.queue, runtime.config, *ids)
+            _job_of_its_own(runtime, item)
     runtime.redis.delete(batch)
     return len(items)
+
+
+def hand_off(runtime: Runtime, batch: str) -> int:
+    """Give each item of a batch whose drain job gave up (killed again and
+    again, say by one item too big for memory) a job of its own, so the
+    others are processed and only the culprit fails."""
+    items = [json.loads(raw) for raw in runtime.redis.lrange(batch, 0, -1)]
+    for item in items:
+        _job_of_its_own(runtime, item)
+    runtime.redis.delete(batch)
+    if items:
+        log.error(
+            "a drain job gave up; its %d webhooks and beacons each have a job "
+            "of their own now",
+            len(items),
+        )
+    return len(items)
+
+
+def _job_of_its_own(runtime: Runtime, item: list[str]) -> None:
+    from relay import beacons, intake  # they import this module
+
+    kind, *ids = item
+    if kind == "webhook":
+        intake.enqueue_processing(runtime.queue, runtime.config, *ids)
+    else:
+        beacons.enqueue_processing(runtime.queue, runtime.config, *ids)
 
 
 def waiting(runtime: Runtime) -> int:

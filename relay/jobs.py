@@ -38,6 +38,20 @@ def drain_intake() -> None:
     intake_queue.drain(runtime.current())
 
 
+def drain_failed(
+    job: Job,
+    connection: Any,
+    kind: type[BaseException],
+    error: BaseException,
+    traceback: TracebackType,
+) -> None:
+    """RQ's failure callback for `drain_intake`: once no retry is left, each
+    item of its batch gets a job of its own instead of being forgotten."""
+    if job.retries_left:
+        return
+    intake_queue.hand_off(runtime.current(), keys.batch(job.id))
+
+
 def process_beacon(shop: str, client_id: str, event_id: str) -> None:
     """Fold a stored pixel beacon into its visitor's profile; make its event."""
     pipeline.process_beacon(runtime.current(), shop, client_id, event_id)

@@ -15,11 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from relay import keys, outbox
+from relay import intake_queue, jobs, keys, outbox
 from relay.models import Delivery
 from tests.conftest import configure_destination, fixture_bytes, post_signed, work
 from tests.fake_pinterest import RESET, Scripted
@@ -401,3 +402,28 @@ def test_a_webhook_that_fails_in_a_batch_gets_a_job_of_its_own(
     run_due(runtime, after=11)
     work(runtime)
     assert dict(pinterest.delivered) == sent_once(order_ids(3))
+
+
+def test_a_drain_job_that_gave_up_hands_each_item_a_job_of_its_own(
+    client, runtime, pinterest, connected_shop
+):
+    ids = post_orders(client, 2)
+    (drain,) = runtime.queue.jobs
+    # As if the drain job had claimed its batch, then been killed each time
+    # RQ ran it, until no retry was left.
+    runtime.redis.eval(
+        intake_queue._CLAIM, 2, keys.intake(), keys.batch(drain.id), 200, 600
+    )
+    runtime.queue.remove(drain)
+    drain.retries_left = 0
+    jobs.drain_failed(
+        drain, runtime.redis, AbandonedJobError, AbandonedJobError(), None
+    )
+
+    assert sorted(job.func_name for job in runtime.queue.jobs) == [
+        "relay.jobs.process_webhook",
+        "relay.jobs.process_webhook",
+    ]
+    work(runtime)
+    assert dict(pinterest.delivered) == sent_once(ids)
+    assert runtime.redis.exists(keys.batch(drain.id)) == 0
