@@ -102,10 +102,13 @@ def send_batch(
         sending = _sending(runtime, session, shop, destination, delivery_ids)
         if sending is None:
             return
+        deliveries = _pending(session, sending.shop, destination, delivery_ids)
+        # The batch's events in one round trip.
+        stored = runtime.redis.mget([keys.event(d.event_pk) for d in deliveries])
         ready = [
             item
-            for delivery in _pending(session, sending.shop, destination, delivery_ids)
-            if (item := _prepare(runtime, delivery, sending)) is not None
+            for delivery, event in zip(deliveries, stored, strict=True)
+            if (item := _prepare(runtime, delivery, event, sending)) is not None
         ]
     if ready:
         _send(runtime, sending, ready)
@@ -190,7 +193,9 @@ def _pending(
     return [found[i] for i in dict.fromkeys(delivery_ids) if i in found]
 
 
-def _prepare(runtime: Runtime, delivery: Delivery, sending: Sending) -> Ready | None:
+def _prepare(
+    runtime: Runtime, delivery: Delivery, stored: bytes | None, sending: Sending
+) -> Ready | None:
     """The delivery formatted, or None after logging why it is skipped."""
     now = runtime.clock.now()
     label = _label(delivery, sending.shop.domain, delivery.event.event_id)
@@ -202,7 +207,6 @@ def _prepare(runtime: Runtime, delivery: Delivery, sending: Sending) -> Ready | 
         delivery.updated_at = now
         return None
 
-    stored = runtime.redis.get(keys.event(delivery.event_pk))
     if stored is None:
         return skip("event expired before delivery", status="failed")
     if delivery.status == "retrying" and now - delivery.created_at > timedelta(

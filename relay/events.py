@@ -136,7 +136,7 @@ class Event:
         return json.dumps(dataclasses.asdict(self), default=_encode, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> Event:
+    def from_json(cls, text: str | bytes) -> Event:
         data = json.loads(text)
         commerce = data["commerce"]
         items = tuple(

@@ -127,7 +127,8 @@ def test_stale_401_after_new_settings_does_not_pause_again(
         (delivery,) = delivery_module._pending(
             session, sending.shop, "pinterest", [delivery_id]
         )
-        ready = delivery_module._prepare(runtime, delivery, sending)
+        stored = runtime.redis.get(keys.event(delivery.event_pk))
+        ready = delivery_module._prepare(runtime, delivery, stored, sending)
         assert ready is not None
     configure_destination(runtime, "pinterest", {"conversion_token": pinterest.token})
 
