@@ -30,7 +30,9 @@ class Setting:
 
     `pattern` (a regular expression the whole value must match) and
     `help` give the admin form and the CLI what they need to say what is
-    wrong with a value.
+    wrong with a value. `choices`, when given, are the values a
+    comma-separated setting may list; the admin form offers them as boxes
+    to tick.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Setting:
     default: Any = None
     pattern: str | None = None
     help: str = ""
+    choices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

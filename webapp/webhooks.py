@@ -82,6 +82,7 @@ def receive() -> Response:
             topic=delivery.topic,
             webhook_id=delivery.webhook_id,
             body=body,
+            received_at=runtime.clock.now(),
         )
     except redis.RedisError as error:
         log.error(

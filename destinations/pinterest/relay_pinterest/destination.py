@@ -70,6 +70,7 @@ class PinterestDestination(Destination):
             "Events to send",
             default=",".join(SENDABLE),
             pattern=f"({_ONE_OF})(,({_ONE_OF}))*",
+            choices=SENDABLE,
             help="Pinterest event names, comma-separated; leave out any a "
             "browser Pinterest Tag already sends with other event ids "
             "(docs/pinterest.md)",
