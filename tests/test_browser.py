@@ -18,10 +18,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from playwright.sync_api import Page, expect, sync_playwright
+from pytest_httpserver import HTTPServer
 from werkzeug.serving import make_server
 
-from tests.conftest import FIXTURES, ROOT, SHOP, post_fixture, post_signed, work
+from tests.conftest import (
+    FIXTURES,
+    PINTEREST_ACCOUNT,
+    PINTEREST_TAG,
+    ROOT,
+    SHOP,
+    post_fixture,
+    post_signed,
+    work,
+)
+from tests.fake_pinterest_api import FakePinterestAPI, tag
 from webapp import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -51,12 +63,15 @@ def dev_server(runtime, pinterest) -> Iterator[str]:
     runtime.plugins.defaults.setdefault("pinterest", {})["api_base"] = (
         pinterest.api_base
     )
-    config = runtime.config.with_changes(dev_admin=True)
-    app = create_app(runtime=dataclasses.replace(runtime, config=config))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    # The port is known once bound; Relay is told its own URL (for OAuth's
+    # callback) before it serves.
+    server = make_server("127.0.0.1", 0, Flask("binding"), threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}"
+    config = runtime.config.with_changes(dev_admin=True, shopify_app_url=base)
+    server.app = create_app(runtime=dataclasses.replace(runtime, config=config))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
+    yield base
     server.shutdown()
     thread.join()
 
@@ -184,6 +199,60 @@ def test_the_merchant_connects_tests_watches_and_reads_a_payload(
 def post_test_order(client, order: dict) -> None:
     """A Shopify test order, which a live destination skips."""
     post_signed(client, {**order, "id": 7001, "test": True}, "webhook-test-order")
+
+
+@pytest.fixture
+def pinterest_api(monkeypatch) -> Iterator[FakePinterestAPI]:
+    """Pinterest's OAuth and ads API, as conftest's, on a server that answers
+    connections side by side: Chromium keeps spare connections open, which
+    would stall a server that answers one at a time."""
+    server = HTTPServer(threaded=True)
+    server.start()
+    fake = FakePinterestAPI(server)
+    fake.accounts[PINTEREST_ACCOUNT] = {
+        "name": "Example Shop Ads",
+        "currency": "USD",
+        "tags": [tag(PINTEREST_TAG, PINTEREST_ACCOUNT)],
+    }
+    for name, value in fake.environment.items():
+        monkeypatch.setenv(name, value)
+    yield fake
+    server.clear()
+    server.stop()
+
+
+def test_the_merchant_connects_with_pinterest_and_chooses_the_account(
+    page, dev_server, runtime, pinterest_api
+):
+    open_relay(page, dev_server)
+
+    with page.context.expect_page() as opened:
+        page.get_by_role("button", name="Connect with Pinterest").click()
+    pinterest_window = opened.value
+    pinterest_window.wait_for_load_state()
+    expect(pinterest_window.get_by_role("heading")).to_have_text(
+        "Pinterest is connected"
+    )
+    shot(pinterest_window, "08-pinterest-allowed")
+    pinterest_window.close()
+
+    open_relay(page, dev_server)
+    expect(page.get_by_label("Ad account", exact=True)).to_have_value(PINTEREST_ACCOUNT)
+    tag = page.get_by_label("Pinterest Tag", exact=True)
+    expect(tag.locator("option")).to_have_count(2)
+    tag.select_option(PINTEREST_TAG)
+    page.get_by_role("button", name="Use this account").click()
+    expect(page.locator("#status-pinterest")).to_have_text(
+        f"Connected to ad account {PINTEREST_ACCOUNT}."
+    )
+    expect(page.get_by_label("Ad account ID (required)")).to_have_value(
+        PINTEREST_ACCOUNT
+    )
+    expect(page.get_by_label("Pinterest Tag ID")).to_have_value(PINTEREST_TAG)
+    expect(page.get_by_label("Conversion access token")).to_have_attribute(
+        "placeholder", "Saved. Leave empty to keep it."
+    )
+    shot(page, "09-account-chosen")
 
 
 def test_the_pages_fit_a_phone(page, dev_server):

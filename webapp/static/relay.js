@@ -28,10 +28,14 @@
     return node;
   }
 
-  function fill(id, ...children) {
-    const target = document.getElementById(id);
-    target.replaceChildren(...children.flat());
+  // Replaces a node's children; arrays are flattened, nulls left out.
+  function put(target, ...children) {
+    target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
     return target;
+  }
+
+  function fill(id, ...children) {
+    return put(document.getElementById(id), ...children);
   }
 
   async function api(path, options) {
@@ -136,6 +140,7 @@
           "Connect with " + d.title),
         el("span", { class: "subdued" },
           d.connected ? "Connected." : "Or enter the details by hand:")) : null,
+      d.connected ? el("div", { id: "accounts-" + dest }) : null,
       main.map((f) => settingField(dest, f)),
       el("label", { class: "check" },
         el("input", { type: "checkbox", name: "test_mode", checked: d.test_mode }),
@@ -167,6 +172,7 @@
       event.preventDefault();
       save(dest, d, form);
     });
+    if (d.connected) loadAccounts(dest);
     return el("div", { class: "destination" },
       el("h3", { id: "title-" + dest }, d.title,
         d.set_up ? null : el("span", { class: "subdued" }, " (not set up)")),
@@ -224,13 +230,13 @@
       { method: "POST", json: formBody(d, form) });
     if (!ok) {
       showErrors(dest, body.fields);
-      status.replaceChildren(banner("critical", body.fields
+      put(status, banner("critical", body.fields
         ? "Not saved: fix the fields marked below."
         : "Not saved: " + (body.error || "try again.")));
       return;
     }
     await loadDestinations();
-    document.getElementById("status-" + dest).replaceChildren(
+    put(document.getElementById("status-" + dest),
       banner("success", "Saved." + (body.resumed ? " " + body.resumed +
         " held events are being sent." : "")));
     refresh();
@@ -239,12 +245,12 @@
 
   async function sendTest(dest, title) {
     const target = document.getElementById("test-answer-" + dest);
-    target.replaceChildren(el("p", { class: "subdued", role: "status" },
+    put(target, el("p", { class: "subdued", role: "status" },
       "Sending a test event to " + title + "…"));
     const { ok, body } = await api("/api/destinations/" + dest + "/test-event",
       { method: "POST" });
-    if (!ok) return target.replaceChildren(banner("critical", body.error || "Not sent."));
-    target.replaceChildren(
+    if (!ok) return put(target, banner("critical", body.error || "Not sent."));
+    put(target,
       banner(body.accepted ? "success" : "critical", body.message),
       body.payload ? el("details", {}, el("summary", {}, "What was sent"),
         el("pre", {}, JSON.stringify(body.payload, null, 2))) : null);
@@ -254,10 +260,52 @@
     const { ok, body } = await api("/api/destinations/" + dest + "/connect",
       { method: "POST" });
     const status = document.getElementById("status-" + dest);
-    if (!ok) return status.replaceChildren(banner("critical", body.error || "Cannot connect."));
+    if (!ok) return put(status, banner("critical", body.error || "Cannot connect."));
     window.open(body.authorize_url, "_blank", "noopener");
-    status.replaceChildren(banner("info",
+    put(status, banner("info",
       "Allow Relay in the window that opened, then come back and reload."));
+  }
+
+  // After "Connect with …": choose the ad account and its tag.
+  async function loadAccounts(dest) {
+    const { ok, body } = await api("/api/destinations/" + dest + "/accounts");
+    const target = document.getElementById("accounts-" + dest);
+    if (!ok) return put(target, banner("critical", body.error || "Cannot list accounts."));
+    const account = el("select", { id: "account-" + dest },
+      body.result.map((a) => el("option", { value: a.id },
+        a.name + " (" + a.id + (a.detail ? ", " + a.detail : "") + ")")));
+    const tag = el("select", { id: "tag-" + dest });
+    const loadTags = async () => {
+      const answer = await api("/api/destinations/" + dest + "/accounts/" +
+        encodeURIComponent(account.value) + "/tags");
+      put(tag, el("option", { value: "" }, "Any (let Relay pick)"),
+        (answer.ok ? answer.body.result : []).map((t) =>
+          el("option", { value: t.id }, t.name + " (" + t.id + ")")));
+    };
+    account.addEventListener("change", loadTags);
+    put(target,
+      el("label", { for: "account-" + dest }, "Ad account"), account,
+      el("label", { for: "tag-" + dest }, "Pinterest Tag"), tag,
+      el("div", { class: "actions" }, el("button", { type: "button",
+        onclick: () => chooseAccount(dest, account.value, tag.value) },
+        "Use this account")));
+    if (body.result.length) await loadTags();
+  }
+
+  async function chooseAccount(dest, accountId, tagId) {
+    const json = { account_id: accountId };
+    if (tagId) json.tag_id = tagId;
+    const { ok, body } = await api("/api/destinations/" + dest + "/account",
+      { method: "POST", json: json });
+    if (!ok) {
+      return put(document.getElementById("status-" + dest),
+        banner("critical", body.error || "Not saved."));
+    }
+    await loadDestinations();
+    put(document.getElementById("status-" + dest),
+      banner("success", "Connected to ad account " + accountId + "."));
+    refresh();
+    loadConflicts();
   }
 
   // -- conflicts ---------------------------------------------------------------
