@@ -146,7 +146,8 @@ class Config:
 
 
 DEV_API_KEY = "relay-dev-admin"
-DEV_API_SECRET = "relay-dev-admin-not-a-secret"
+# 32 bytes or more, as PyJWT wants for HS256.
+DEV_API_SECRET = "relay-dev-admin-secret-that-is-not-secret"
 # Any of these means a deployment talking to Shopify or keeping real data.
 PRODUCTION_MARKERS = ("SHOPIFY_API_SECRET", "DATABASE_URL")
 
