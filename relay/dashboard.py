@@ -11,8 +11,9 @@ and never writes. Counts are per destination over a period ending now:
 - estimated match quality: Relay's own 0-10 estimate from the keys sent,
   weighted by how much each tends to help a platform match (not the
   platform's score);
-- accuracy: the purchases Relay made from Shopify's orders in the period,
-  against those delivered, with a reason for every gap.
+- accuracy: the orders of the period (Relay's purchases, and the orders
+  Shopify lists that Relay never heard of) against the purchases delivered,
+  with a reason for every gap.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session
 from relay import keys
 from relay.models import Delivery, DestinationSetting, EventRecord, Shop
 from relay.plugins import Plugins
+from relay.shopify.orders import ShopOrders
 
 STATUSES = ("sent", "failed", "retrying", "held", "queued", "skipped")
 
@@ -141,7 +143,6 @@ def stats(
                 "title": _title(plugins, name),
                 **_summary(by_destination[name]),
                 "series": _series(by_destination[name], since, span.bucket, now),
-                "accuracy": accuracy(session, shop, name, since),
             }
             for name in names
         ],
@@ -191,13 +192,23 @@ def _series(
     return buckets
 
 
-def accuracy(
-    session: Session, shop: Shop, destination: str, since: datetime
-) -> dict[str, Any]:
-    """Orders Relay received in the period against purchases delivered.
+NO_WEBHOOK = "not made: Relay received no webhook for this order"
 
-    Every order that was not delivered is counted under a reason: its
-    delivery's status and reason, or that no delivery was made at all.
+
+def accuracy(
+    session: Session,
+    shop: Shop,
+    destination: str,
+    since: datetime,
+    listed: ShopOrders | None = None,
+) -> dict[str, Any]:
+    """Orders in the period against purchases delivered to `destination`.
+
+    The orders are Relay's purchases whose order was processed since
+    `since`, and, when Shopify's own list could be read, the orders it
+    lists that Relay never heard of. Every order not delivered is counted
+    under a reason: its delivery's status and reason, that no delivery was
+    made, or that no webhook came.
     """
     query = (
         select(EventRecord.order_id, EventRecord.event_id, Delivery)
@@ -209,24 +220,52 @@ def accuracy(
         .where(
             EventRecord.shop_id == shop.id,
             EventRecord.name == "purchase",
-            EventRecord.created_at >= since,
+            EventRecord.occurred_at >= since,
         )
-        .order_by(EventRecord.id)
+        .order_by(EventRecord.occurred_at, EventRecord.id)
     )
-    orders = 0
+    known: set[str] = set()
     gaps: dict[str, list[str]] = defaultdict(list)
     for order_id, event_id, delivery in session.execute(query):
-        orders += 1
-        if delivery is not None and delivery.status == "sent":
-            continue
-        gaps[_gap_reason(delivery)].append(order_id or event_id)
-    delivered = orders - sum(len(found) for found in gaps.values())
+        known.add(order_id or event_id)
+        if delivery is None or delivery.status != "sent":
+            gaps[_gap_reason(delivery)].append(order_id or event_id)
+    unheard = [order for order in (listed.ids if listed else ()) if order not in known]
+    if unheard:
+        gaps[NO_WEBHOOK] = unheard
+    orders = len(known) + len(unheard)
     return {
         "orders": orders,
-        "delivered": delivered,
+        "delivered": orders - sum(len(found) for found in gaps.values()),
         "gaps": [
             {"reason": reason, "count": len(found), "orders": found[:5]}
             for reason, found in sorted(gaps.items(), key=lambda i: -len(i[1]))
+        ],
+    }
+
+
+def accuracy_report(
+    session: Session,
+    plugins: Plugins,
+    shop: Shop,
+    period: str,
+    now: datetime,
+    listed: ShopOrders | None,
+) -> dict[str, Any]:
+    """`accuracy` for each destination the shop has, over `period`."""
+    since = now - PERIODS[period].span
+    return {
+        "period": period,
+        "since": since.isoformat(),
+        "shopify_orders": len(listed.ids) if listed else None,
+        "shopify_complete": listed.complete if listed else None,
+        "destinations": [
+            {
+                "name": name,
+                "title": _title(plugins, name),
+                **accuracy(session, shop, name, since, listed),
+            }
+            for name in sorted(set(_set_up(session, shop)))
         ],
     }
 

@@ -379,14 +379,64 @@ def test_stats_count_each_outcome_with_rates_keys_and_accuracy(
         "other": 2,
     }
     assert sum(b["sent"] + b["failed"] + b["other"] for b in series) == 3
-    assert pinterest_stats["accuracy"] == {
-        "orders": 3,
-        "delivered": 1,
-        "gaps": [
-            {"reason": "skipped: test order", "count": 1, "orders": ["7001"]},
-            {"reason": "skipped: too old", "count": 1, "orders": ["7002"]},
+
+
+def test_accuracy_sets_shopifys_orders_against_purchases_delivered(
+    client, runtime, installed, pinterest, shopify
+):
+    replay_orders(client, runtime, pinterest)
+    shopify.shops[SHOP].orders = [
+        {"id": "7002", "test": False, "processed_at": "2026-07-06T10:00:00+00:00"},
+        {"id": "7003", "test": False, "processed_at": "2026-07-14T10:00:00+00:00"},
+        {"id": "7001", "test": True, "processed_at": "2026-07-14T14:21:32+00:00"},
+        {"id": ORDER, "test": False, "processed_at": "2026-07-14T14:21:32+00:00"},
+    ]
+
+    response = call(client, "GET", "/api/accuracy?period=7d")
+
+    assert response.status_code == 200
+    assert response.json == {
+        "period": "7d",
+        "since": "2026-07-07T14:30:00+00:00",
+        "shopify_orders": 3,
+        "shopify_complete": True,
+        "note": None,
+        "destinations": [
+            {
+                "name": "pinterest",
+                "title": "Pinterest",
+                "orders": 3,
+                "delivered": 1,
+                "gaps": [
+                    {"reason": "skipped: test order", "count": 1, "orders": ["7001"]},
+                    {
+                        "reason": "not made: Relay received no webhook for this order",
+                        "count": 1,
+                        "orders": ["7003"],
+                    },
+                ],
+            }
         ],
     }
+
+
+def test_accuracy_without_shopifys_list_counts_relays_orders_and_says_so(
+    client, runtime, pinterest
+):
+    connect_pinterest(runtime, pinterest, SHOP)  # known, never opened: no token
+    post_fixture(client, "orders_create.json")
+    work(runtime)
+
+    response = call(client, "GET", "/api/accuracy?period=24h")
+
+    assert response.status_code == 200
+    assert response.json["note"] == (
+        "Shopify's list of orders could not be read (example-shop.myshopify.com: "
+        "no access token; the merchant must open Relay in the Shopify admin); "
+        "only the orders Relay received are counted."
+    )
+    (found,) = response.json["destinations"]
+    assert (found["orders"], found["delivered"], found["gaps"]) == (1, 1, [])
 
 
 def test_stats_for_a_period_not_offered_get_400(client, installed):
@@ -480,6 +530,7 @@ ENDPOINTS = [
     ("POST", "/api/destinations/pinterest/settings"),
     ("POST", "/api/destinations/pinterest/test-event"),
     ("GET", "/api/stats"),
+    ("GET", "/api/accuracy"),
     ("GET", "/api/deliveries"),
     ("GET", "/api/deliveries/1"),
     ("GET", "/api/health"),
@@ -514,7 +565,7 @@ def _shape(path: str) -> str:
     """A path with each variable part (placeholder or value) as `*`."""
     parts = path.split("/")
     fixed = {"api", "shop", "privacy", "reports", "destinations", "settings"}
-    fixed |= {"test-event", "stats", "deliveries", "health", "connect"}
+    fixed |= {"test-event", "stats", "accuracy", "deliveries", "health", "connect"}
     fixed |= {"accounts", "tags", "account", "conflicts", "acknowledge", ""}
     return "/".join(p if p in fixed else "*" for p in parts)
 

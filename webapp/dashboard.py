@@ -17,9 +17,10 @@ from flask import request as flask_request
 
 from relay import conflicts, dashboard, settings_form, testevent
 from relay.deadletters import resume_held
-from relay.errors import BadInput
+from relay.errors import BadInput, ShopifyError
 from relay.models import Shop
 from relay.shopify.api import shop_domain
+from relay.shopify.orders import orders_since
 from relay.shops import find_shop
 from webapp.admin import MAX_ROW_ID, bad_request, relay_runtime, verify_session
 
@@ -125,6 +126,39 @@ def stats() -> Response:
         lambda session, row: dashboard.stats(
             session, runtime.plugins, row, period, runtime.clock.now()
         ),
+    )
+
+
+@blueprint.get("/api/accuracy")
+def accuracy() -> Response:
+    """Orders against purchases delivered; asks Shopify for its orders."""
+    shop = _session_shop()
+    if isinstance(shop, Response):
+        return shop
+    period = flask_request.args.get("period", "24h")
+    if period not in dashboard.PERIODS:
+        return bad_request(f"period must be one of {', '.join(dashboard.PERIODS)}")
+    runtime = relay_runtime()
+    now = runtime.clock.now()
+    note = None
+    try:
+        listed = orders_since(runtime, shop, now - dashboard.PERIODS[period].span)
+    except ShopifyError as error:
+        # The counts from Relay's own records still stand; say what is missing.
+        log.info("shop %s: orders not listed for the dashboard: %s", shop, error)
+        listed = None
+        note = (
+            f"Shopify's list of orders could not be read ({error.reason}); "
+            "only the orders Relay received are counted."
+        )
+    return _with_shop(
+        shop,
+        lambda session, row: {
+            **dashboard.accuracy_report(
+                session, runtime.plugins, row, period, now, listed
+            ),
+            "note": note,
+        },
     )
 
 

@@ -350,6 +350,15 @@
       return fill("stats", el("p", { class: "subdued" }, "Nothing sent yet."));
     }
     fill("stats", body.destinations.map((d) => destinationStats(d, body.period)));
+    await loadAccuracy(body.period);
+  }
+
+  async function loadAccuracy(span) {
+    const { ok, body } = await api("/api/accuracy?period=" + span);
+    for (const d of ok ? body.destinations : []) {
+      const target = document.getElementById("accuracy-" + d.name);
+      if (target) put(target, accuracy(d, body));
+    }
   }
 
   function metric(label, value, id) {
@@ -383,7 +392,9 @@
           el("span", {}, percent(share))))),
       el("h4", {}, "Over time"),
       chart(d.series, span),
-      accuracy(d.accuracy));
+      el("div", { class: "accuracy", id: "accuracy-" + d.name },
+        el("h4", {}, "Accuracy: orders against purchases delivered"),
+        el("p", { class: "subdued" }, "Asking Shopify for its orders…")));
   }
 
   function chart(series, span) {
@@ -439,14 +450,20 @@
       el("span", { style: "--c: var(--other)" }, "skipped, waiting or held")));
   }
 
-  function accuracy(a) {
-    return el("div", { class: "accuracy" },
+  function accuracy(a, report) {
+    const source = report.shopify_orders === null
+      ? report.note
+      : "Shopify lists " + report.shopify_orders + " orders in this period" +
+        (report.shopify_complete ? "." : " (the first 1,000 were compared).");
+    return [
       el("h4", {}, "Accuracy: orders against purchases delivered"),
       el("p", { "data-metric": "accuracy" },
         a.delivered + " of " + a.orders + " orders delivered as purchases."),
-      a.gaps.length ? el("ul", {}, a.gaps.map((g) =>
-        el("li", {}, g.count + " × " + g.reason + " (orders " + g.orders.join(", ") + ")")))
-        : null);
+      el("p", { class: "help" }, source),
+      a.gaps.length ? el("ul", { class: "gaps" }, a.gaps.map((g) =>
+        el("li", {}, g.count + " × " + g.reason + " (orders " + g.orders.join(", ") +
+          (g.count > g.orders.length ? ", …" : "") + ")"))) : null,
+    ];
   }
 
   // -- recent events -------------------------------------------------------
