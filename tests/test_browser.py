@@ -23,6 +23,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 from pytest_httpserver import HTTPServer
 from werkzeug.serving import make_server
 
+from relay import conflicts
+from relay.shops import find_shop
 from tests.conftest import (
     FIXTURES,
     PINTEREST_ACCOUNT,
@@ -34,6 +36,7 @@ from tests.conftest import (
     work,
 )
 from tests.fake_pinterest_api import FakePinterestAPI, tag
+from tests.storefronts import RELAY_PIXEL, pinterest_pixel, storefront
 from webapp import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -253,6 +256,34 @@ def test_the_merchant_connects_with_pinterest_and_chooses_the_account(
         "placeholder", "Saved. Leave empty to keep it."
     )
     shot(page, "09-account-chosen")
+
+
+def test_the_merchant_reads_a_conflict_s_steps_and_acknowledges_it(
+    set_up, page, dev_server, runtime
+):
+    set_up.storefront_html = storefront([RELAY_PIXEL, pinterest_pixel(PINTEREST_TAG)])
+    conflicts.check(runtime, SHOP, "pinterest")
+    open_relay(page, dev_server)
+
+    finding = page.locator("#conflicts .banner").filter(
+        has_text="storefront app pixels: Shopify's Pinterest app is also sending"
+    )
+    expect(finding).to_have_class("banner critical")
+    steps = finding.locator("ol.steps li")
+    expect(steps).to_have_count(3)
+    expect(steps.last).to_have_text("Then acknowledge this finding in Relay.")
+    shot(page, "10-conflict")
+    finding.get_by_role("button", name="I have dealt with this").click()
+
+    expect(
+        page.locator("#conflicts .banner")
+        .filter(has_text="storefront app pixels")
+        .get_by_text("Acknowledged.")
+    ).to_be_visible()
+    with runtime.db.session() as session:
+        shop = find_shop(session, SHOP)
+        result = conflicts.last_result(session, shop, "pinterest")
+        assert result.standing_conflicts() == []
 
 
 def test_the_pages_fit_a_phone(page, dev_server):
