@@ -22,6 +22,8 @@ from relay.runtime import Runtime
 from relay.shops import ensure_shop, find_shop, save_destination, setting_row
 
 MAX_VALUE = 4096
+# An optional field the merchant emptied: it goes back to its default.
+CLEAR: Any = object()
 
 
 class InvalidSettings(BadInput):
@@ -111,6 +113,8 @@ def check(destination: Destination, body: Any, stored: set[str]) -> Changes:
         problem, value = _check_field(setting, given.get(name), name in stored)
         if problem:
             errors[name] = problem
+        elif value is CLEAR:
+            values[name] = None
         elif value is not None:
             values[name] = value
 
@@ -124,11 +128,21 @@ def check(destination: Destination, body: Any, stored: set[str]) -> Changes:
 
 
 def _check_field(setting: Setting, raw: Any, stored: bool) -> tuple[str | None, Any]:
-    """What is wrong with one field, or its typed value (None: unchanged)."""
-    if raw is None or (isinstance(raw, str) and not raw.strip()):
-        if setting.required and not stored:
-            return f"{setting.label} is required", None
+    """What is wrong with one field, or its typed value.
+
+    The value is None to leave the field as it is (not given; a secret left
+    empty; a required one left empty that the shop has), and CLEAR for an
+    optional field emptied, which then takes its default.
+    """
+    empty = raw is None or (isinstance(raw, str) and not raw.strip())
+    if empty and setting.required:
+        return (None, None) if stored else (f"{setting.label} is required", None)
+    if raw is None or (empty and setting.kind == SettingKind.SECRET):
         return None, None
+    if empty and setting.choices:
+        return f"{setting.label}: choose at least one", None
+    if empty:
+        return None, CLEAR
     if isinstance(raw, bool) and setting.kind == SettingKind.BOOLEAN:
         return None, raw
     if not isinstance(raw, str):
@@ -187,6 +201,8 @@ def save(runtime: Runtime, shop: str, name: str, body: Any) -> None:
             enabled=changes.enabled,
             test_mode=changes.test_mode,
         )
+        # An emptied field is forgotten, so its default applies again.
+        saved.values = {k: v for k, v in (saved.values or {}).items() if v is not None}
         if changes.conflict_policy is not None:
             saved.conflict_policy = changes.conflict_policy
         if changes.consent_policy is not None:

@@ -160,6 +160,10 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
             settings_body(ad_account_id=["1"], conversion_token="t"),
             {"ad_account_id": "Ad account ID must be text"},
         ),
+        (
+            settings_body(ad_account_id="1", conversion_token="t", events=""),
+            {"events": "Events to send: choose at least one"},
+        ),
     ],
     ids=[
         "account not digits",
@@ -170,6 +174,7 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         "number for boolean",
         "unknown policy",
         "not text",
+        "no event chosen",
     ],
 )
 def test_a_wrong_field_is_refused_with_what_is_wrong_and_nothing_saved(
@@ -204,6 +209,7 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
         ad_account_id=f" {PINTEREST_ACCOUNT} ",
         conversion_token=token,
         events="checkout,add_to_cart",
+        api_base="https://proxy.example/pinterest",
     )
     body["consent_policy"] = "strict"
 
@@ -216,6 +222,7 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
     assert row.values == {
         "ad_account_id": PINTEREST_ACCOUNT,
         "events": "checkout,add_to_cart",
+        "api_base": "https://proxy.example/pinterest",
     }
     assert runtime.keyring.decrypt(row.encrypted_secrets) == {"conversion_token": token}
     assert (row.test_mode, row.enabled) == (True, True)
@@ -234,16 +241,23 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
     assert token.encode() not in form.data + page.data
     assert form.json["fields"][1]["is_set"] is True
 
-    # Leaving the token empty keeps it.
+    # Leaving the token empty keeps it; emptying an optional field forgets it.
     again = call(
         client,
         "POST",
         "/api/destinations/pinterest/settings",
-        json=settings_body(ad_account_id="42", conversion_token=""),
+        json=settings_body(ad_account_id="42", conversion_token="", events=""),
+    )
+    assert again.json["fields"] == {"events": "Events to send: choose at least one"}
+    again = call(
+        client,
+        "POST",
+        "/api/destinations/pinterest/settings",
+        json=settings_body(ad_account_id="42", conversion_token="", api_base=""),
     )
     assert again.status_code == 200
     row = stored_setting(runtime)
-    assert row.values["ad_account_id"] == "42"
+    assert row.values == {"ad_account_id": "42", "events": "checkout,add_to_cart"}
     assert runtime.keyring.decrypt(row.encrypted_secrets) == {"conversion_token": token}
 
 
