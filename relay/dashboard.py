@@ -282,9 +282,15 @@ def _gap_reason(delivery: Delivery | None) -> str:
 
 
 def recent(
-    session: Session, shop: Shop, limit: int, before: int | None = None
+    session: Session,
+    shop: Shop,
+    limit: int,
+    before: int | None = None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The shop's latest deliveries, newest first, without their payloads."""
+    """The shop's latest deliveries, newest first, without their payloads;
+    with `before`, those older than that delivery id; with `status`, only
+    those in it."""
     query = (
         select(Delivery)
         .where(Delivery.shop_id == shop.id)
@@ -293,6 +299,8 @@ def recent(
     )
     if before is not None:
         query = query.where(Delivery.id < before)
+    if status is not None:
+        query = query.where(Delivery.status == status)
     return [_delivery(row) for row in session.scalars(query)]
 
 

@@ -472,6 +472,8 @@ def test_the_event_log_lists_deliveries_and_shows_the_payload_masked(
     assert [
         (d["event_id"], d["status"], d["reason"]) for d in listed.json["deliveries"]
     ] == [("7002", "skipped", "too old"), ("7001", "skipped", "test order")]
+    skipped = call(client, "GET", "/api/deliveries?status=skipped")
+    assert [d["event_id"] for d in skipped.json["deliveries"]] == ["7002", "7001"]
     first_id = listed.json["deliveries"][-1]["id"]
     older = call(client, "GET", f"/api/deliveries?before={first_id}")
     (sent,) = older.json["deliveries"]
@@ -495,7 +497,15 @@ def test_the_event_log_lists_deliveries_and_shows_the_payload_masked(
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=201", "limit=x", "limit=²", "before=0", "before=9999999999"],
+    [
+        "limit=0",
+        "limit=201",
+        "limit=x",
+        "limit=²",
+        "before=0",
+        "before=9999999999",
+        "status=lost",
+    ],
 )
 def test_a_bad_event_log_query_gets_400(client, installed, query):
     response = call(client, "GET", f"/api/deliveries?{query}")

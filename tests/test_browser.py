@@ -195,6 +195,13 @@ def test_the_merchant_connects_tests_watches_and_reads_a_payload(
     page.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
 
+    # Only the skipped ones.
+    page.get_by_label("Show").select_option("skipped")
+    expect(page.locator("#event-table tbody tr")).to_have_count(1)
+    expect(page.locator("#event-table tbody tr td").nth(1)).to_have_text(
+        "purchase 7001"
+    )
+
     # Development mode loads nothing from outside Relay.
     assert all(url.startswith(dev_server) for url in requests_seen)
 

@@ -173,10 +173,13 @@ def deliveries() -> Response:
         return bad_request(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     if before is not None and not 1 <= before <= MAX_ROW_ID:
         return bad_request("before must be a delivery id")
+    status = flask_request.args.get("status") or None
+    if status is not None and status not in dashboard.STATUSES:
+        return bad_request(f"status must be one of {', '.join(dashboard.STATUSES)}")
     return _with_shop(
         shop,
         lambda session, row: {
-            "deliveries": dashboard.recent(session, row, limit, before)
+            "deliveries": dashboard.recent(session, row, limit, before, status)
         },
     )
 

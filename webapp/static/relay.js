@@ -468,16 +468,30 @@
 
   // -- recent events -------------------------------------------------------
 
-  async function loadEvents() {
-    const { ok, body } = await api("/api/deliveries?limit=50");
+  const PAGE = 50;
+
+  // The table's first page; with `before`, the next older page below it.
+  async function loadEvents(before) {
+    const status = document.getElementById("status-filter").value;
+    let path = "/api/deliveries?limit=" + PAGE;
+    if (status) path += "&status=" + encodeURIComponent(status);
+    if (before) path += "&before=" + before;
+    const { ok, body } = await api(path);
     if (!ok) return fill("event-table", banner("critical", body.error || "Could not load."));
-    if (!body.deliveries.length) {
-      return fill("event-table", el("p", { class: "subdued" }, "No events yet."));
+    const rows = body.deliveries;
+    const older = document.getElementById("older");
+    older.hidden = rows.length < PAGE;
+    older.onclick = () => loadEvents(rows[rows.length - 1].id);
+    const existing = document.querySelector("#event-table tbody");
+    if (before && existing) return existing.append(...rows.map(eventRow));
+    if (!rows.length) {
+      return fill("event-table", el("p", { class: "subdued" },
+        status ? "No " + status + " events." : "No events yet."));
     }
     fill("event-table", el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {}, ["Time", "Event", "Destination", "Status",
         "Message", "Match keys", ""].map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, body.deliveries.map(eventRow)))));
+      el("tbody", {}, rows.map(eventRow)))));
   }
 
   function eventRow(d) {
@@ -533,6 +547,7 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     document.getElementById("refresh").addEventListener("click", refresh);
+    document.getElementById("status-filter").addEventListener("change", () => loadEvents());
     document.querySelectorAll('input[name="period"]').forEach((radio) =>
       radio.addEventListener("change", loadStats));
     Promise.all([refresh(), loadDestinations(), loadConflicts(), loadPrivacy()])
