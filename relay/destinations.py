@@ -30,9 +30,10 @@ class Setting:
 
     `pattern` (a regular expression the whole value must match) and
     `help` give the admin form and the CLI what they need to say what is
-    wrong with a value. `choices`, when given, are the values a
-    comma-separated setting may list; the admin form offers them as boxes
-    to tick.
+    wrong with a value. `choices`, when given, are the values the setting
+    may take, which the admin form offers as a list to pick one from; with
+    `multiple`, a comma-separated selection of them, offered as boxes to
+    tick.
     """
 
     name: str
@@ -43,6 +44,7 @@ class Setting:
     pattern: str | None = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    multiple: bool = False
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def _field(
         "required": setting.required,
         "help": setting.help,
         "choices": list(setting.choices),
+        "multiple": setting.multiple,
         # What applies when the shop sets nothing (plugins.toml may differ).
         "default": None if setting.kind == SettingKind.SECRET else setting.default,
     }

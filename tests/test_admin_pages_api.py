@@ -83,6 +83,8 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         ("conversion_token", "secret", True),
         ("tag_id", "text", False),
         ("events", "text", False),
+        ("value", "text", False),
+        ("currency", "text", False),
         ("api_base", "url", False),
     ]
     assert form["fields"][1] == {
@@ -92,13 +94,21 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         "required": True,
         "help": "Ads Manager → Conversions → Conversion access token",
         "choices": [],
+        "multiple": False,
         "default": None,
         "is_set": False,
     }
-    assert (form["fields"][4]["value"], form["fields"][4]["default"]) == (
+    assert [
+        (f["choices"], f["multiple"], f["default"]) for f in form["fields"][4:6]
+    ] == [
+        (["subtotal", "total"], False, "subtotal"),
+        (["buyer", "shop"], False, "buyer"),
+    ]
+    assert (form["fields"][6]["value"], form["fields"][6]["default"]) == (
         None,
         "https://api.pinterest.com",
     )
+    assert form["fields"][3]["multiple"] is True
     assert form["fields"][3]["choices"] == [
         "checkout",
         "add_to_cart",

@@ -105,6 +105,15 @@
     const help = field.help ? el("p", { class: "help", id: id + "-help" }, field.help) : null;
     const error = el("p", { class: "field-error", id: id + "-error", hidden: true });
     const described = [help ? id + "-help" : null, id + "-error"].filter(Boolean).join(" ");
+    if (field.choices.length && !field.multiple) {
+      const chosen = field.value || field.default;
+      return el("div", { class: "field" },
+        el("label", { for: id }, field.label),
+        el("select", { id: id, name: field.name, "aria-describedby": described },
+          field.choices.map((choice) => el("option", { value: choice,
+            selected: choice === chosen }, choice))),
+        help, error);
+    }
     if (field.choices.length) {
       const chosen = String(field.value || field.default || "").split(",");
       return el("fieldset", { class: "choices", id: id, "aria-describedby": described },
@@ -184,7 +193,7 @@
   function formBody(d, form) {
     const values = {};
     for (const field of d.fields) {
-      if (field.choices.length) {
+      if (field.multiple) {
         const boxes = form.querySelectorAll('input[name="' + field.name + '"]:checked');
         values[field.name] = Array.from(boxes, (box) => box.value).join(",");
       } else {
