@@ -145,33 +145,6 @@ class Config:
         return url
 
 
-DEV_API_KEY = "relay-dev-admin"
-# 32 bytes or more, as PyJWT wants for HS256.
-DEV_API_SECRET = "relay-dev-admin-secret-that-is-not-secret"
-# Any of these means a deployment talking to Shopify or keeping real data.
-PRODUCTION_MARKERS = ("SHOPIFY_API_SECRET", "DATABASE_URL")
-
-
-def _dev_admin(env: Mapping[str, str]) -> bool:
-    """RELAY_DEV_ADMIN=1, refused where it could expose a real shop.
-
-    The development pages hand a session token for any shop to whoever asks,
-    so they run only with SQLite in the instance folder and no app secret.
-    """
-    raw = env.get("RELAY_DEV_ADMIN", "")
-    if raw in ("", "0"):
-        return False
-    if raw != "1":
-        raise ConfigError(f"RELAY_DEV_ADMIN must be 1 or 0, got {raw!r}")
-    present = [name for name in PRODUCTION_MARKERS if env.get(name)]
-    if present:
-        raise ConfigError(
-            "RELAY_DEV_ADMIN=1 is for development only and is refused with "
-            f"{', '.join(present)} set"
-        )
-    return True
-
-
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -209,3 +182,30 @@ def _days(env: Mapping[str, str], name: str, default: int, least: int = 0) -> in
             f"{name} must be between {least} and {MAX_DAYS} days, got {value}"
         )
     return value
+
+
+DEV_API_KEY = "relay-dev-admin"
+# 32 bytes or more, as PyJWT wants for HS256.
+DEV_API_SECRET = "relay-dev-admin-secret-that-is-not-secret"
+# Any of these means a deployment talking to Shopify or keeping real data.
+PRODUCTION_MARKERS = ("SHOPIFY_API_SECRET", "DATABASE_URL")
+
+
+def _dev_admin(env: Mapping[str, str]) -> bool:
+    """RELAY_DEV_ADMIN=1, refused where it could expose a real shop.
+
+    The development pages hand a session token for any shop to whoever asks,
+    so they run only with SQLite in the instance folder and no app secret.
+    """
+    raw = env.get("RELAY_DEV_ADMIN", "")
+    if raw in ("", "0"):
+        return False
+    if raw != "1":
+        raise ConfigError(f"RELAY_DEV_ADMIN must be 1 or 0, got {raw!r}")
+    present = [name for name in PRODUCTION_MARKERS if env.get(name)]
+    if present:
+        raise ConfigError(
+            "RELAY_DEV_ADMIN=1 is for development only and is refused with "
+            f"{', '.join(present)} set"
+        )
+    return True

@@ -368,6 +368,20 @@ def _destination_health(plugins: Plugins, row: DestinationSetting) -> dict[str, 
     }
 
 
+def note_webhook(
+    redis: Any, shop: str, topic: str, when: datetime, keep_days: int
+) -> None:
+    """Remember that a `topic` webhook for `shop` arrived at `when`.
+
+    Kept as long as the delivery log; shop/redact deletes it.
+    """
+    key = keys.webhook_last(shop)
+    with redis.pipeline() as pipe:
+        pipe.hset(key, topic, when.isoformat())
+        pipe.expire(key, keep_days * 24 * 3600)
+        pipe.execute()
+
+
 def webhook_times(redis: Any, shop: str) -> dict[str, str]:
     """When each topic's last webhook was accepted for `shop`."""
     stored = redis.hgetall(keys.webhook_last(shop))

@@ -9,7 +9,6 @@ personal data, waits under a key with a TTL and is deleted once processed.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from enum import Enum
 
 import redis
@@ -19,8 +18,6 @@ from relay import keys
 from relay.config import Config
 
 log = logging.getLogger(__name__)
-
-DAY = 24 * 3600
 
 PROCESS_WEBHOOK = "relay.jobs.process_webhook"
 PRIVACY_TOPICS = frozenset(
@@ -41,7 +38,6 @@ def accept_webhook(
     topic: str,
     webhook_id: str,
     body: bytes,
-    received_at: datetime | None = None,
 ) -> Acceptance:
     """Queue one delivery unless it was accepted before.
 
@@ -50,7 +46,6 @@ def accept_webhook(
     """
     connection: redis.Redis = queue.connection
     seen_key = keys.webhook_seen(shop, webhook_id)
-    when = (received_at or datetime.now(timezone.utc)).isoformat()
 
     with connection.pipeline() as pipe:
         try:
@@ -60,9 +55,6 @@ def accept_webhook(
             pipe.multi()
             pipe.set(seen_key, topic, ex=config.webhook_dedupe_seconds)
             pipe.set(keys.inbox(shop, webhook_id), body, ex=config.inbox_seconds)
-            # The dashboard's webhook health: when each topic last arrived.
-            pipe.hset(keys.webhook_last(shop), topic, when)
-            pipe.expire(keys.webhook_last(shop), config.delivery_log_days * DAY)
             enqueue_processing(queue, config, shop, topic, webhook_id, pipeline=pipe)
             pipe.execute()
         except redis.WatchError:
