@@ -76,6 +76,8 @@ class Config:
     # Shopify sends shop/redact 48 hours after an uninstall; if it never
     # comes, an uninstalled shop's data is deleted after this long anyway.
     uninstalled_shop_days: int = 30
+    # Development only: the admin pages outside Shopify (RELAY_DEV_ADMIN).
+    dev_admin: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -83,8 +85,9 @@ class Config:
         keys = tuple(
             k.strip() for k in env.get("RELAY_SECRET_KEY", "").split(",") if k.strip()
         )
+        dev_admin = _dev_admin(env)
 
-        return cls(
+        config = cls(
             instance_path=Path(env.get("RELAY_INSTANCE_PATH", "instance")).resolve(),
             shopify_api_key=env.get("SHOPIFY_API_KEY", ""),
             shopify_api_secret=env.get("SHOPIFY_API_SECRET", ""),
@@ -120,7 +123,15 @@ class Config:
             privacy_report_days=_days(env, "RELAY_PRIVACY_REPORT_DAYS", 30, least=1),
             privacy_request_days=_days(env, "RELAY_PRIVACY_REQUEST_DAYS", 3 * 365),
             uninstalled_shop_days=_days(env, "RELAY_UNINSTALLED_SHOP_DAYS", 30),
+            dev_admin=dev_admin,
         )
+        if dev_admin:
+            # Session tokens are minted locally, signed with a secret
+            # anyone can read here: no real shop's secret is ever in reach.
+            config = config.with_changes(
+                shopify_api_key=DEV_API_KEY, shopify_api_secret=DEV_API_SECRET
+            )
+        return config
 
     def with_changes(self, **changes: object) -> Config:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -201,3 +212,30 @@ def _days(env: Mapping[str, str], name: str, default: int, least: int = 0) -> in
             f"{name} must be between {least} and {MAX_DAYS} days, got {value}"
         )
     return value
+
+
+DEV_API_KEY = "relay-dev-admin"
+# 32 bytes or more, as PyJWT wants for HS256.
+DEV_API_SECRET = "relay-dev-admin-secret-that-is-not-secret"
+# Any of these means a deployment talking to Shopify or keeping real data.
+PRODUCTION_MARKERS = ("SHOPIFY_API_SECRET", "DATABASE_URL")
+
+
+def _dev_admin(env: Mapping[str, str]) -> bool:
+    """RELAY_DEV_ADMIN=1, refused where it could expose a real shop.
+
+    The development pages hand a session token for any shop to whoever asks,
+    so they run only with SQLite in the instance folder and no app secret.
+    """
+    raw = env.get("RELAY_DEV_ADMIN", "")
+    if raw in ("", "0"):
+        return False
+    if raw != "1":
+        raise ConfigError(f"RELAY_DEV_ADMIN must be 1 or 0, got {raw!r}")
+    present = [name for name in PRODUCTION_MARKERS if env.get(name)]
+    if present:
+        raise ConfigError(
+            "RELAY_DEV_ADMIN=1 is for development only and is refused with "
+            f"{', '.join(present)} set"
+        )
+    return True

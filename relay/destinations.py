@@ -30,7 +30,10 @@ class Setting:
 
     `pattern` (a regular expression the whole value must match) and
     `help` give the admin form and the CLI what they need to say what is
-    wrong with a value.
+    wrong with a value. `choices`, when given, are the values the setting
+    may take, which the admin form offers as a list to pick one from; with
+    `multiple`, a comma-separated selection of them, offered as boxes to
+    tick.
     """
 
     name: str
@@ -40,6 +43,8 @@ class Setting:
     default: Any = None
     pattern: str | None = None
     help: str = ""
+    choices: tuple[str, ...] = ()
+    multiple: bool = False
 
 
 @dataclass(frozen=True)

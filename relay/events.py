@@ -102,10 +102,31 @@ class Commerce:
     value: Decimal | None = None
     order_id: str | None = None
     items: tuple[Item, ...] = ()
+    # The values a destination's value policy may choose instead (orders
+    # only): "subtotal" or "total", in the "buyer"'s or the "shop"'s money,
+    # keyed "subtotal:buyer" and so on, as (currency, amount).
+    amounts: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def num_items(self) -> int:
         return sum(item.quantity for item in self.items)
+
+    def valued(self, basis: str, money: str) -> Commerce:
+        """This commerce valued as `basis` in `money`, when known; else as is.
+
+        Item prices are in the buyer's money: valued in another currency,
+        they are left out rather than mislabelled.
+        """
+        found = self.amounts.get(f"{basis}:{money}")
+        if found is None:
+            return self
+        currency, amount = found
+        items = self.items
+        if currency != self.currency:
+            items = tuple(dataclasses.replace(i, unit_price=None) for i in items)
+        return dataclasses.replace(
+            self, currency=currency, value=Decimal(amount), items=items
+        )
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,10 @@ class Event:
     test: bool = False  # a Shopify test order: never sent to a live destination
     origin: str = ""  # what produced it, e.g. "webhook:orders/create"
 
+    def valued(self, basis: str, money: str) -> Event:
+        """The event with its value chosen by a value policy (`Commerce.valued`)."""
+        return dataclasses.replace(self, commerce=self.commerce.valued(basis, money))
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), default=_encode, sort_keys=True)
 
@@ -155,6 +180,11 @@ class Event:
                 value=_decimal(commerce["value"]),
                 order_id=commerce["order_id"],
                 items=items,
+                # Events stored before value policies carry none.
+                amounts={
+                    key: (pair[0], pair[1])
+                    for key, pair in (commerce.get("amounts") or {}).items()
+                },
             ),
             consent=Consent(**data["consent"]),
             source_url=data["source_url"],

@@ -12,6 +12,11 @@ def webhook_seen(shop: str, webhook_id: str) -> str:
     return f"{PREFIX}:webhook-seen:{shop}:{webhook_id}"
 
 
+def webhook_last(shop: str) -> str:
+    """When each topic's last webhook was accepted, for the dashboard."""
+    return f"{PREFIX}:webhook-last:{shop}"
+
+
 def inbox(shop: str, webhook_id: str) -> str:
     """A webhook body waiting for its job; deleted once processed."""
     return f"{PREFIX}:inbox:{shop}:{webhook_id}"

@@ -583,6 +583,7 @@ def redact_shop(runtime: Runtime, domain: str) -> dict[str, int]:
     escaped = _glob(domain)
     patterns = [
         keys.webhook_seen(escaped, "*"),
+        keys.webhook_last(escaped),
         keys.inbox(escaped, "*"),
         keys.cart(escaped, "*"),
         keys.token_refresh(escaped),

@@ -94,6 +94,7 @@ def _cap_redis_lifetimes(runtime: Runtime) -> int:
     config = runtime.config
     lifetimes = {
         "webhook-seen": config.webhook_dedupe_seconds,
+        "webhook-last": config.delivery_log_days * 24 * 3600,
         "inbox": config.inbox_seconds,
         "event": config.event_seconds,
         "cart": CART_SECONDS,

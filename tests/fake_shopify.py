@@ -26,6 +26,7 @@ import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,9 @@ class ShopState:
     # The sales channels' catalog titles; "denied" without read_publications,
     # which Relay does not ask for.
     publications: list[str] | str = "denied"
+    # The shop's orders, as {"id", "test", "processed_at"} (ISO time), in
+    # the order Shopify sorts them by processed_at.
+    orders: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LocalShopify(httpx.BaseTransport):
@@ -259,6 +263,7 @@ class FakeShopify:
                 ("themes", self._theme_files),
                 ("appByHandle", self._app_by_handle),
                 ("publications", self._publications),
+                ("orders(", self._orders),
             ):
                 if name in query:
                     self.requests.append((shop, name))
@@ -370,6 +375,36 @@ class FakeShopify:
             return _denied("publications")
         nodes = [{"catalog": {"title": title}} for title in state.publications]
         return {"data": {"publications": {"nodes": nodes}}}
+
+    def _orders(self, state: ShopState, variables: dict[str, Any]) -> dict[str, Any]:
+        """Orders processed since the search's `processed_at:>=`, in pages."""
+        if "read_orders" not in state.scope.split(","):
+            return _denied("orders")
+        found = re.fullmatch(r"processed_at:>='([^']+)'", variables.get("query", ""))
+        if found is None:
+            return {"errors": [{"message": "Relay asks for processed_at only"}]}
+        since = datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+        matching = [
+            order
+            for order in state.orders
+            if datetime.fromisoformat(order["processed_at"]) >= since
+        ]
+        start = int(variables.get("after") or 0)
+        page = matching[start : start + 250]
+        more = start + 250 < len(matching)
+        return {
+            "data": {
+                "orders": {
+                    "nodes": [
+                        {"legacyResourceId": o["id"], "test": o["test"]} for o in page
+                    ],
+                    "pageInfo": {
+                        "hasNextPage": more,
+                        "endCursor": str(start + 250) if more else None,
+                    },
+                }
+            }
+        }
 
     def _storefront(self, request: Request) -> Response:
         if self.storefront_locked:

@@ -150,6 +150,8 @@ def test_destinations_set_validates_each_field_and_hides_the_token(env, tmp_path
         "  tag_id: not set",
         "  events: 'checkout,add_to_cart,page_visit,view_category,search,"
         "initiate_checkout,add_payment_info'",
+        "  value: 'subtotal'",
+        "  currency: 'buyer'",
         "  api_base: 'https://api.pinterest.com'",
     ]
     stored = (tmp_path / "instance" / "relay.db").read_bytes()

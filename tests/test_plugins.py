@@ -187,6 +187,8 @@ def test_secret_reference_in_plugins_toml_resolves_from_the_environment(tmp_path
         "tag_id": None,
         "events": "checkout,add_to_cart,page_visit,view_category,search,"
         "initiate_checkout,add_payment_info",
+        "value": "subtotal",
+        "currency": "buyer",
         "api_base": "https://api.pinterest.com",
     }
 

@@ -290,14 +290,14 @@ def test_shop_redact_ledger_keeps_only_a_digest_of_the_shop(client, story):
             (f"sha256:{sha256(SHOP)}", "customers/redact"),
             (f"sha256:{sha256(SHOP)}", "shop/redact"),
         ]
-        # Redis: four dedupe markers and this request's body; jobs: the
-        # finished batch job that sent the purchase (drain and privacy jobs
-        # keep no result).
+        # Redis: four dedupe markers, this request's body and the last
+        # webhook time per topic; jobs: the finished batch job that sent the
+        # purchase (drain and privacy jobs keep no result).
         assert ledger[1].outcome == {
             "shop": 1,
             "events": 1,
             "deliveries": 1,
-            "redis_keys": 5,
+            "redis_keys": 6,
             "jobs": 1,
         }
 

@@ -29,7 +29,7 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     if not config.webhook_secrets:
         log.warning("webhooks: SHOPIFY_API_SECRET is not set; every webhook gets 401")
 
-    from webapp import admin, connect, health, pixel, webhooks
+    from webapp import admin, connect, dashboard, devadmin, health, pixel, webhooks
 
     # Behind Heroku's router the app sees http:// and the router's address;
     # the package builds redirects from the URL the browser used, and a
@@ -39,6 +39,13 @@ def create_app(config: Config | None = None, runtime: Runtime | None = None) -> 
     app.wsgi_app = proxied  # type: ignore[method-assign]
     app.register_blueprint(admin.blueprint)
     app.register_blueprint(connect.blueprint)
+    app.register_blueprint(dashboard.blueprint)
+    if config.dev_admin:
+        log.warning(
+            "RELAY_DEV_ADMIN is on: anyone who reaches this server can open any "
+            "shop's pages at /dev/admin?shop=...; never run it in production"
+        )
+        app.register_blueprint(devadmin.blueprint)
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(pixel.blueprint)
     app.register_blueprint(health.blueprint)

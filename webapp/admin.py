@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, render_template_string
+from flask import Blueprint, Response, current_app, jsonify, render_template
 from flask import request as flask_request
 from shopify_app import RequestInput
 
@@ -30,29 +30,6 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__)
 # Row ids are 32-bit integers on PostgreSQL; a larger one names no row.
 MAX_ROW_ID = 2**31 - 1
-
-HOME = """<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <meta name="shopify-api-key" content="{{ api_key }}">
-  <script src="https://cdn.shopify.com/shopifycloud/app-bridge.js"></script>
-  <script src="https://cdn.shopify.com/shopifycloud/polaris.js"></script>
-  <title>Relay</title>
-</head>
-<body>
-  <s-page heading="Relay">
-    <s-section heading="{{ shop }}">
-      <s-paragraph>
-        Relay is installed. It sends this store's conversions to the ad
-        platforms you connect, from Shopify's servers to theirs.
-      </s-paragraph>
-    </s-section>
-  </s-page>
-</body>
-</html>
-"""
 
 
 def relay_runtime() -> Runtime:
@@ -120,10 +97,11 @@ def app_home() -> Response:
     if failed is not None:
         return _answer(failed)
 
-    page = render_template_string(
-        HOME,
+    page = render_template(
+        "app.html",
         api_key=relay_runtime().config.shopify_api_key,
         shop=shop_domain(verified.shop),
+        dev=False,
     )
     # The package's headers let the admin frame the page (CSP frame-ancestors).
     response = Response(page, mimetype="text/html")

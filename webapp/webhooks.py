@@ -16,6 +16,7 @@ import logging
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from relay import dashboard
 from relay.errors import BadWebhook
 from relay.intake import Acceptance, accept_webhook
 from relay.runtime import Runtime
@@ -65,6 +66,7 @@ def receive() -> Response:
             delivery.topic,
         )
         return _answer(200, status="ignored")
+    _note_arrival(runtime, delivery.shop, delivery.topic)
     if handling is Handling.ACKNOWLEDGE:
         log.info(
             "webhook %s from %s: %s acknowledged",
@@ -102,6 +104,29 @@ def receive() -> Response:
             delivery.topic,
         )
     return _answer(200, status=acceptance.value)
+
+
+def _note_arrival(runtime: Runtime, shop: str, topic: str) -> None:
+    """Record when `topic` last arrived for the dashboard's webhook health.
+
+    A hint only: Redis failing here must not change Shopify's answer (the
+    queueing that follows reports it when it matters).
+    """
+    try:
+        dashboard.note_webhook(
+            runtime.redis,
+            shop,
+            topic,
+            runtime.clock.now(),
+            runtime.config.delivery_log_days,
+        )
+    except redis.RedisError as error:
+        log.warning(
+            "webhook %s for %s: arrival not noted (%s)",
+            topic,
+            shop,
+            type(error).__name__,
+        )
 
 
 def read_body(limit: int) -> bytes | None:

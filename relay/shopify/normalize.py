@@ -61,6 +61,7 @@ def order_to_purchase(shop: str, order: Payload, topic: str) -> Event:
             value=value,
             order_id=order_id,
             items=_items(order.get("line_items"), _money_side(order)),
+            amounts=_amounts(order),
         ),
         # Anything but an explicit false counts as a test: sending a test
         # order live is worse than holding back a real one.
@@ -190,6 +191,32 @@ def _order_value(
             )
             return currency, None
     return currency, subtotal
+
+
+# Value policies' names for the two sides of Shopify's money sets.
+MONEY_SIDES = {"buyer": "presentment_money", "shop": "shop_money"}
+
+
+def _amounts(order: Payload) -> dict[str, tuple[str, str]]:
+    """Every value a destination's value policy may choose, from the money
+    sets: the subtotal (as `_order_value` makes it) and the total, in the
+    buyer's and the shop's money. Only what the payload states is included.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    for money, side in MONEY_SIDES.items():
+        currency, subtotal = _money(order.get("subtotal_price_set"), side)
+        if subtotal is not None and order.get("taxes_included") is True:
+            included = _included_item_tax(order.get("line_items"), side)
+            if included is None or included > subtotal:
+                subtotal = None
+            else:
+                subtotal -= included
+        if currency and subtotal is not None:
+            found[f"subtotal:{money}"] = (currency, str(subtotal))
+        currency, total = _money(order.get("total_price_set"), side)
+        if currency and total is not None:
+            found[f"total:{money}"] = (currency, str(total))
+    return found
 
 
 def _included_item_tax(lines: Any, side: str) -> Decimal | None:

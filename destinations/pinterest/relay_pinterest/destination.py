@@ -70,9 +70,28 @@ class PinterestDestination(Destination):
             "Events to send",
             default=",".join(SENDABLE),
             pattern=f"({_ONE_OF})(,({_ONE_OF}))*",
+            choices=SENDABLE,
+            multiple=True,
             help="Pinterest event names, comma-separated; leave out any a "
             "browser Pinterest Tag already sends with other event ids "
             "(docs/pinterest.md)",
+        ),
+        Setting(
+            "value",
+            "Purchase value",
+            default="subtotal",
+            pattern="subtotal|total",
+            choices=("subtotal", "total"),
+            help="subtotal: after discounts, without shipping and tax; "
+            "total: what the buyer paid",
+        ),
+        Setting(
+            "currency",
+            "Purchase currency",
+            default="buyer",
+            pattern="buyer|shop",
+            choices=("buyer", "shop"),
+            help="the currency the buyer paid in, or the shop's own",
         ),
         Setting(
             "api_base",
@@ -93,6 +112,10 @@ class PinterestDestination(Destination):
         self._ssl_context = ssl.create_default_context(cafile=certifi.where())
 
     def format_event(self, event: Event, config: DestinationConfig) -> FormattedEvent:
+        # The shop's value policy: which of the order's values is sent.
+        event = event.valued(
+            config.get("value", "subtotal"), config.get("currency", "buyer")
+        )
         formatted = format_event(event)
         wanted = str(config.get("events", ",".join(SENDABLE))).split(",")
         if formatted.payload["event_name"] not in wanted:
