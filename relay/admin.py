@@ -152,6 +152,7 @@ class DeliveryFilter:
     status: str | None = None
     order_id: str | None = None
     customer_id: str | None = None
+    since: datetime | None = None
 
 
 def recent_deliveries(
@@ -174,9 +175,16 @@ def recent_deliveries(
             query = query.where(EventRecord.order_id == wanted.order_id)
         if wanted.customer_id:
             query = query.where(EventRecord.customer_id == wanted.customer_id)
+        if wanted.since:
+            query = query.where(Delivery.created_at >= wanted.since)
         rows = session.scalars(query).all()
         if not rows:
-            yield f"no {wanted.status} deliveries" if wanted.status else "no deliveries"
+            what = (
+                f"no {wanted.status} deliveries" if wanted.status else "no deliveries"
+            )
+            yield what + (
+                f" since {wanted.since:%Y-%m-%d %H:%M} UTC" if wanted.since else ""
+            )
         for row in rows:
             detail = row.reason or row.error or row.warning or ""
             http = row.http_status if row.http_status is not None else "-"
@@ -244,7 +252,7 @@ def set_consent_policy(config: Config, domain: str, policy: str) -> str:
 
 
 def delivery_summary(
-    config: Config, shop_domain: str | None, since: datetime
+    config: Config, shop_domain: str | None, since: datetime, status: str | None = None
 ) -> Iterator[str]:
     """Deliveries since `since` counted by destination, status and reason."""
     db = _open(config)
@@ -263,9 +271,12 @@ def delivery_summary(
         )
         if shop_domain:
             query = query.where(Shop.domain == shop_domain)
+        if status:
+            query = query.where(Delivery.status == status)
         rows = session.execute(query).all()
     if not rows:
-        yield f"no deliveries since {since:%Y-%m-%d %H:%M} UTC"
+        what = f"no {status} deliveries" if status else "no deliveries"
+        yield f"{what} since {since:%Y-%m-%d %H:%M} UTC"
     for destination, status, reason, count in rows:
         yield f"{destination} {status}: {count}" + (f" ({reason})" if reason else "")
 

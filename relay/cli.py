@@ -424,11 +424,14 @@ def acknowledge_conflict(
 # -- the log and maintenance ------------------------------------------------------
 
 
+DELIVERY_STATUSES = ["queued", "retrying", "held", "sent", "failed", "skipped"]
+
+
 @cli.command()
 @click.option("--shop", help="Only this shop.")
 @click.option(
     "--status",
-    type=click.Choice(["queued", "sent", "failed", "skipped", "retrying"]),
+    type=click.Choice(DELIVERY_STATUSES),
     help="Only this status.",
 )
 @click.option("--order", "order_id", help="Only this Shopify order id.")
@@ -447,8 +450,8 @@ def acknowledge_conflict(
 @click.option(
     "--since",
     metavar="TIME",
-    help="With --summary: from TIME (ISO 8601, UTC if no offset); "
-    "default the last 24 hours.",
+    help="Only deliveries made since TIME (ISO 8601, UTC if no offset); "
+    "with --summary the default is the last 24 hours.",
 )
 @click.pass_obj
 def deliveries(
@@ -462,17 +465,29 @@ def deliveries(
     summary: bool,
     since: str | None,
 ) -> None:
-    """The most recent deliveries, newest first."""
+    """The most recent deliveries, newest first.
+
+    A delivery is queued, retrying (the platform or network failed; RQ
+    tries again), held (its destination is paused), sent, failed (for good)
+    or skipped (with the reason).
+    """
     if failed:
+        if status not in (None, "failed"):
+            raise click.UsageError("--failed shows failed deliveries; drop --status")
         status = "failed"
     from relay.admin import DeliveryFilter, delivery_summary, recent_deliveries
 
+    start = _time_option(since)
     if summary:
-        start = _time_option(since) or datetime.now(timezone.utc) - timedelta(days=1)
-        for line in delivery_summary(config, shop, start):
+        if order_id or customer_id:
+            raise click.UsageError(
+                "--summary counts a shop's deliveries, not an order's or a customer's"
+            )
+        start = start or datetime.now(timezone.utc) - timedelta(days=1)
+        for line in delivery_summary(config, shop, start, status):
             click.echo(line)
         return
-    wanted = DeliveryFilter(shop, status, order_id, customer_id)
+    wanted = DeliveryFilter(shop, status, order_id, customer_id, start)
     for line in recent_deliveries(config, wanted, limit):
         click.echo(line)
 

@@ -62,6 +62,7 @@ def resume_held(runtime: Runtime, shop: str, destination: str) -> int:
             delivery.updated_at = now
             if runtime.redis.exists(keys.event(delivery.event_pk)):
                 delivery.status = "queued"
+                delivery.retry_since = now
                 ids.append(delivery.id)
             else:
                 delivery.status = "failed"
@@ -129,7 +130,7 @@ def retry_failed(
                 continue
             delivery.status = "queued"
             delivery.reason = "sent again by hand"
-            delivery.updated_at = runtime.clock.now()
+            delivery.updated_at = delivery.retry_since = runtime.clock.now()
             queued.append(delivery.id)
 
         held_query = (

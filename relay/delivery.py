@@ -46,6 +46,8 @@ RESENT_WITH_NEW_SETTINGS = "credentials changed while sending; sent again"
 # A request refused as a whole for what it carries (400) or its size (413)
 # may hold good events: halving it isolates the bad ones.
 SPLITTABLE = (400, 413)
+# How a delivery that ran out of retries says why, whichever way it ran out.
+GAVE_UP = "gave up after retrying"
 # Clocks disagree a little; an action hours ahead of ours is bad data, and
 # platforms refuse future times.
 FUTURE_TOLERANCE = timedelta(minutes=10)
@@ -74,7 +76,7 @@ class Ready:
     delivery_id: int
     formatted: FormattedEvent
     label: str
-    created_at: datetime
+    window_start: datetime  # of its retry window
     conflict: str | None = None
 
 
@@ -209,10 +211,16 @@ def _prepare(
 
     if stored is None:
         return skip("event expired before delivery", status="failed")
-    if delivery.status == "retrying" and now - delivery.created_at > timedelta(
+    if delivery.status == "retrying" and now - delivery.window_start > timedelta(
         seconds=runtime.config.retry_window_seconds
     ):
-        return skip(f"gave up: {delivery.reason} for too long", status="failed")
+        log.error(
+            "%s: failed for good, retried for longer than "
+            "RELAY_RETRY_WINDOW_SECONDS: %s",
+            label,
+            delivery.reason,
+        )
+        return skip(f"{GAVE_UP}: {delivery.reason}", status="failed")
     # The visitor's browser may have been seen since the event was made (a
     # purchase waits for it): what is known of the visitor now is used.
     event = visitors.resolve(runtime, Event.from_json(stored))
@@ -255,7 +263,7 @@ def _prepare(
         delivery_id=delivery.id,
         formatted=formatted,
         label=label,
-        created_at=delivery.created_at,
+        window_start=delivery.window_start,
         conflict=sending.conflict if purchase else None,
     )
 
@@ -269,6 +277,7 @@ def _send(runtime: Runtime, sending: Sending, batch: list[Ready]) -> None:
     except RetryableDelivery as error:
         if _retrying(runtime, sending, batch, error):
             raise
+        return
     except CredentialsRefused as error:
         _pause(runtime, sending, batch, error)
         return
@@ -358,28 +367,47 @@ def _retrying(
     failed; returns how many are left to retry."""
     now = runtime.clock.now()
     window = timedelta(seconds=runtime.config.retry_window_seconds)
-    log.warning(
-        "%s batch for %s: %d events, will retry: %s",
-        sending.destination.name,
-        sending.shop.domain,
-        len(batch),
-        error.reason,
-    )
-    outcomes = {}
-    for item in batch:
-        if now - item.created_at > window:
-            outcomes[item.delivery_id] = Result(
-                "failed",
-                f"gave up: {error.reason} for too long",
-                error.http_status,
-                error.detail,
-            )
-        else:
-            outcomes[item.delivery_id] = Result(
-                "retrying", error.reason, error.http_status, error.detail
-            )
+    expired = [item for item in batch if now - item.window_start > window]
+    outcomes = {
+        item.delivery_id: Result(
+            "failed",
+            f"{GAVE_UP}: {error.reason}",
+            error.http_status,
+            error.detail,
+        )
+        for item in expired
+    }
+    retrying = [item for item in batch if item not in expired]
+    for item in retrying:
+        outcomes[item.delivery_id] = Result(
+            "retrying", error.reason, error.http_status, error.detail
+        )
     _record(runtime, outcomes)
-    return sum(result.status == "retrying" for result in outcomes.values())
+
+    name, shop = sending.destination.name, sending.shop.domain
+    if expired:
+        log.error(
+            "%s batch for %s: %s failed for good, retried for longer than "
+            "RELAY_RETRY_WINDOW_SECONDS (%d s): %s",
+            name,
+            shop,
+            _events(len(expired)),
+            runtime.config.retry_window_seconds,
+            error.reason,
+        )
+    if retrying:
+        log.warning(
+            "%s batch for %s: %s will be retried: %s",
+            name,
+            shop,
+            _events(len(retrying)),
+            error.reason,
+        )
+    return len(retrying)
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 def _stamp(setting: DestinationSetting | None) -> str | None:
@@ -471,15 +499,15 @@ def give_up(runtime: Runtime, delivery_ids: list[int], error: BaseException) -> 
         now = runtime.clock.now()
         for delivery in pending:
             delivery.status = "failed"
-            delivery.reason = f"gave up: {reason}"
+            delivery.reason = f"{GAVE_UP}: {reason}"
             delivery.http_status = http_status
             delivery.error = detail or None
             delivery.updated_at = now
     if pending:
         log.error(
-            "%d deliveries failed for good after their last retry: %s "
+            "%s failed for good after their last retry: %s "
             "(relay deliveries --failed lists them, relay retry sends them again)",
-            len(pending),
+            _events(len(pending)),
             reason,
         )
 

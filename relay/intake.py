@@ -11,6 +11,7 @@ personal data, waits under a key with a TTL and is deleted once processed.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from enum import Enum
 
 import redis
@@ -40,12 +41,23 @@ def accept_webhook(
     topic: str,
     webhook_id: str,
     body: bytes,
+    arrived_at: datetime | None = None,
 ) -> Acceptance:
     """Queue one delivery unless it was accepted before.
 
-    Raises redis.RedisError when Redis cannot be reached; the caller answers
-    so that Shopify retries.
+    With `arrived_at`, notes it as the topic's last arrival for the
+    dashboard's webhook health (a replay passes none). Raises
+    redis.RedisError when Redis cannot be reached; the caller answers so
+    that Shopify retries.
     """
+    arrival = None
+    if arrived_at is not None:
+        arrival = intake_queue.Arrival(
+            keys.webhook_last(shop),
+            topic,
+            arrived_at.isoformat(),
+            config.delivery_log_days * 24 * 3600,
+        )
     if topic not in PRIVACY_TOPICS:
         accepted = intake_queue.accept(
             queue,
@@ -57,6 +69,7 @@ def accept_webhook(
             keys.inbox(shop, webhook_id),
             body,
             [shop, topic, webhook_id],
+            arrival,
         )
         if not accepted:
             return Acceptance.DUPLICATE
@@ -71,6 +84,9 @@ def accept_webhook(
             if pipe.exists(seen_key):
                 return Acceptance.DUPLICATE
             pipe.multi()
+            if arrival is not None:
+                pipe.hset(arrival.key, arrival.field, arrival.value)
+                pipe.expire(arrival.key, arrival.seconds)
             pipe.set(seen_key, topic, ex=config.webhook_dedupe_seconds)
             pipe.set(keys.inbox(shop, webhook_id), body, ex=config.inbox_seconds)
             enqueue_processing(queue, config, shop, topic, webhook_id, pipeline=pipe)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Callback, Queue, Retry, get_current_job
@@ -56,14 +57,30 @@ return items
 # Intake in one round trip: unless the delivery was seen (KEYS[1]), mark it
 # seen, keep its body (KEYS[2]), push its ids onto the intake list (KEYS[3])
 # and claim the drain marker (KEYS[4]). Returns -1 for a repeat, 1 when the
-# caller must queue a drain job, else 0.
+# caller must queue a drain job, else 0. A fifth key, when given, is a hash
+# noting when this kind of delivery last arrived (repeats included).
 _ACCEPT = """
+if #KEYS == 5 then
+  redis.call('HSET', KEYS[5], ARGV[7], ARGV[8])
+  redis.call('EXPIRE', KEYS[5], ARGV[9])
+end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
 redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
 redis.call('RPUSH', KEYS[3], ARGV[5])
 if redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[6]) then return 1 end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Where to note that a delivery arrived: a hash field and its value,
+    kept for `seconds`."""
+
+    key: str
+    field: str
+    value: str
+    seconds: int
 
 
 def accept(
@@ -76,23 +93,28 @@ def accept(
     body_key: str,
     body: bytes,
     ids: list[str],
+    arrival: Arrival | None = None,
 ) -> bool:
     """Store a body and queue its ids at once, unless seen before; False for
     a repeat. Raises redis.RedisError when Redis cannot be reached."""
-    answer = queue.connection.eval(
-        _ACCEPT,
-        4,
+    keys_and_args: list[Any] = [
         seen_key,
         body_key,
         keys.intake(),
         keys.intake_drain(),
+    ]
+    args: list[Any] = [
         seen_value,
         seen_seconds,
         body,
         config.inbox_seconds,
         json.dumps([kind, *ids]),
         config.job_timeout_seconds,
-    )
+    ]
+    if arrival is not None:
+        keys_and_args.append(arrival.key)
+        args += [arrival.field, arrival.value, arrival.seconds]
+    answer = queue.connection.eval(_ACCEPT, len(keys_and_args), *keys_and_args, *args)
     if answer == -1:
         return False
     if answer == 1:

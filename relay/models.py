@@ -226,9 +226,17 @@ class Delivery(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When `relay retry` or a resumed destination sent it again: its retry
+    # window starts here rather than at created_at.
+    retry_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     event: Mapped[EventRecord] = relationship()
     shop: Mapped[Shop] = relationship()
+
+    @property
+    def window_start(self) -> datetime:
+        """Where the retry window of the current run of attempts begins."""
+        return self.retry_since or self.created_at
 
 
 class PrivacyRequest(Base):

@@ -99,6 +99,10 @@ def run_worker(runtime: Runtime, *, burst: bool = False) -> bool:
         # 10 s), and a worker looks every RELAY_MAINTENANCE_SECONDS.
         maintenance_interval=runtime.config.maintenance_seconds,
         job_monitoring_interval=HEARTBEAT_SECONDS,
+        # RQ only looks between jobs, and an idle worker waits for one for
+        # its TTL less 15 s (405 s by default): that wait is kept to the
+        # maintenance interval, so an idle worker looks in time too.
+        worker_ttl=runtime.config.maintenance_seconds + 15,
     )
     log.info("worker %s: working queue %s", worker.name, runtime.queue.name)
     return worker.work(

@@ -20,7 +20,7 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
-from relay import intake_queue, jobs, keys, outbox
+from relay import deadletters, intake_queue, jobs, keys, outbox
 from relay.models import Delivery
 from tests.conftest import configure_destination, fixture_bytes, post_signed, work
 from tests.fake_pinterest import RESET, Scripted
@@ -271,13 +271,73 @@ def test_retries_stop_after_the_window_and_the_log_says_so(
         (
             order_id,
             "failed",
-            "gave up: Pinterest server error for too long",
+            "gave up after retrying: Pinterest server error",
             503,
             "4197: down",
         )
     ]
     assert scheduled(runtime) == []  # nothing left to retry
     assert len(pinterest.requests) == 1  # given up without asking again
+
+
+def test_a_batch_first_sent_after_the_window_fails_for_good_at_once(
+    client, runtime, pinterest, connected_shop, clock, process_log
+):
+    # Its flush was delayed past the window (workers down a day): the one
+    # attempt it gets fails, and there is no retry to schedule.
+    runtime.config = runtime.config.with_changes(batch_wait_seconds=2)
+    pinterest.forced = (503, {"code": 4197, "message": "down"})
+    (order_id,) = post_orders(client, 1)
+    work(runtime)
+    clock.advance(timedelta(hours=25))
+    assert run_due(runtime, after=3) == 1
+    work(runtime)
+
+    assert log(runtime) == [
+        (
+            order_id,
+            "failed",
+            "gave up after retrying: Pinterest server error",
+            503,
+            "4197: down",
+        )
+    ]
+    assert scheduled(runtime) == []
+    assert len(pinterest.requests) == 1
+    (given_up,) = [line for line in process_log().splitlines() if "good" in line]
+    assert given_up == (
+        f"pinterest batch for {connected_shop}: 1 event failed for good, "
+        "retried for longer than RELAY_RETRY_WINDOW_SECONDS (86400 s): "
+        "Pinterest server error"
+    )
+
+
+def test_relay_retry_gives_a_dead_letter_a_whole_new_window(
+    client, runtime, pinterest, connected_shop, clock
+):
+    pinterest.forced = (503, {"code": 4197, "message": "down"})
+    (order_id,) = post_orders(client, 1)
+    work(runtime)
+    clock.advance(timedelta(hours=24, minutes=1))
+    ((_, due_in),) = scheduled(runtime)
+    run_due(runtime, after=due_in + 1)
+    work(runtime)
+    assert log(runtime)[0][1] == "failed"
+
+    # Sent again by hand while Pinterest is still down: retried, not failed.
+    assert deadletters.retry_failed(runtime).queued == 1
+    work(runtime)
+    assert log(runtime) == [
+        (order_id, "retrying", "Pinterest server error", 503, "4197: down")
+    ]
+    ((_, due_in),) = scheduled(runtime)
+
+    pinterest.forced = None
+    clock.advance(timedelta(hours=23))
+    run_due(runtime, after=due_in + 1)
+    work(runtime)
+    assert log(runtime) == [(order_id, "sent", None, 200, None)]
+    assert dict(pinterest.delivered) == sent_once([order_id])
 
 
 def test_an_event_past_pinterests_age_limit_is_dropped_with_the_reason(

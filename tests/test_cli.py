@@ -213,6 +213,20 @@ def test_replay_now_queues_a_fixture_that_pinterest_accepts_today(
     other = run(env, "deliveries", "--order", "1")
     assert other.output == "no deliveries\n"
 
+    # Filters combine: a time, a status, dead letters only.
+    later = run(env, "deliveries", "--since", "2099-01-01T00:00:00Z")
+    assert later.output == "no deliveries since 2099-01-01 00:00 UTC\n"
+    assert run(env, "deliveries", "--since", "2000-01-01").output == log.output
+    held = run(env, "deliveries", "--status", "held")
+    assert held.output == "no held deliveries\n"
+    dead = run(env, "deliveries", "--failed", "--summary", "--since", "2000-01-01")
+    assert dead.output == "no failed deliveries since 2000-01-01 00:00 UTC\n"
+    counted = run(env, "deliveries", "--summary", "--since", "2000-01-01")
+    assert counted.output == "pinterest sent: 1\n"
+    mixed = run(env, "deliveries", "--failed", "--status", "sent")
+    assert mixed.exit_code == 2
+    assert "--failed shows failed deliveries; drop --status" in mixed.output
+
 
 def test_replay_refuses_a_shop_that_is_not_a_myshopify_domain(env):
     result = run(

@@ -8,6 +8,7 @@ shared one keeps nothing on disk).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -94,9 +95,42 @@ def worker_process(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     yield start
     for process in started:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            kill_dyno(process.pid)
             process.wait()
     log_file.close()
+
+
+def kill_dyno(pid: int) -> None:
+    """SIGKILL a worker and every process it started, as Heroku ends a dyno.
+
+    Killing the worker's process group is not enough: RQ puts each work
+    horse in a group of its own, and a horse left alive would finish the
+    batch this test means to interrupt.
+    """
+    family = _descendants(pid)  # read first: orphans would move to init
+    os.killpg(pid, signal.SIGKILL)
+    for member in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        # The command name, in parentheses, may hold spaces: split after it.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def wait_for(condition: Any, what: str) -> None:
@@ -115,7 +149,7 @@ def test_a_worker_killed_mid_batch_has_its_batch_sent_again(
     worker = worker_process()
     assert pinterest.stalled.wait(PATIENCE), "the worker never reached Pinterest"
 
-    os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse
+    kill_dyno(worker.pid)  # the worker and its work horse
     worker.wait()
     pinterest.release()
 

@@ -89,7 +89,7 @@ def test_last_retry_marks_the_delivery_failed(
     delivery = the_delivery(runtime)
     assert (delivery.status, delivery.reason, delivery.attempts) == (
         "failed",
-        "gave up: Pinterest server error",
+        "gave up after retrying: Pinterest server error",
         2,
     )
     assert (delivery.http_status, delivery.error) == (500, "1: boom")

@@ -283,7 +283,7 @@ def test_delivery_whose_last_retry_crashes_is_marked_failed(
         delivery = session.get(Delivery, delivery_id)
         assert (delivery.status, delivery.reason) == (
             "failed",
-            "gave up: JSONDecodeError",
+            "gave up after retrying: JSONDecodeError",
         )
 
 

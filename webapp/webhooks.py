@@ -66,8 +66,8 @@ def receive() -> Response:
             delivery.topic,
         )
         return _answer(200, status="ignored")
-    _note_arrival(runtime, delivery.shop, delivery.topic)
     if handling is Handling.ACKNOWLEDGE:
+        _note_arrival(runtime, delivery.shop, delivery.topic)
         log.info(
             "webhook %s from %s: %s acknowledged",
             delivery.webhook_id,
@@ -84,6 +84,7 @@ def receive() -> Response:
             topic=delivery.topic,
             webhook_id=delivery.webhook_id,
             body=body,
+            arrived_at=runtime.clock.now(),
         )
     except redis.RedisError as error:
         log.error(
