@@ -87,7 +87,7 @@ def send(runtime: Runtime, shop: str, name: str) -> dict[str, Any]:
     except CredentialsRefused as error:
         message = (
             f"{title} refused the credentials (HTTP {error.http_status}): "
-            f"{error.detail}. Check the ad account id and the token."
+            f"{error.detail.rstrip('.')}. Check the ad account id and the token."
         )
         return _answer(event, False, error.http_status, message, formatted)
     except PermanentDelivery as error:

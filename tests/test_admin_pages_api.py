@@ -322,7 +322,7 @@ def test_a_test_event_pinterest_refuses_says_why_and_pauses_nothing(
     assert (response.json["accepted"], response.json["message"]) == (
         False,
         "Pinterest refused the credentials (HTTP 403): 29: You are not permitted "
-        "to access that resource.. Check the ad account id and the token.",
+        "to access that resource. Check the ad account id and the token.",
     )
     assert stored_setting(runtime).paused_reason is None
 

@@ -130,8 +130,10 @@ def test_the_merchant_connects_tests_watches_and_reads_a_payload(
     )
     shot(page, "02-wrong-account")
 
-    # The right one, live: saved, and the token is not shown again.
-    page.get_by_label("Ad account ID (required)").fill(pinterest.ad_account_id)
+    # Well formed but not the token's account: saved, and the test event
+    # shows Pinterest's refusal in plain words.
+    other_account = str(int(pinterest.ad_account_id) + 1)
+    page.get_by_label("Ad account ID (required)").fill(other_account)
     page.get_by_label("Conversion access token (required)").fill(pinterest.token)
     page.get_by_label("Test mode", exact=False).uncheck()
     page.get_by_role("button", name="Save").click()
@@ -142,15 +144,34 @@ def test_the_merchant_connects_tests_watches_and_reads_a_payload(
         "placeholder", "Saved. Leave empty to keep it."
     )
     assert pinterest.token not in page.content()
-    shot(page, "03-saved")
+    page.get_by_role("button", name="Send test event").click()
+    expect(page.locator("#test-answer-pinterest .banner")).to_have_text(
+        "Pinterest refused the credentials (HTTP 403): 29: You are not permitted "
+        "to access that resource. Check the ad account id and the token."
+    )
+    shot(page, "03-account-refused")
 
-    # The test event reaches the fake Pinterest, in test mode.
+    # The right one, the token kept: the test event reaches the fake
+    # Pinterest, in test mode.
+    page.get_by_label("Ad account ID (required)").fill(pinterest.ad_account_id)
+    # "Saved." is still shown from before: wait for this save's answer.
+    with page.expect_response(
+        lambda answer: (
+            answer.request.method == "POST"
+            and answer.url.endswith("/api/destinations/pinterest/settings")
+        )
+    ):
+        page.get_by_role("button", name="Save").click()
+    expect(page.locator("#status-pinterest")).to_have_text("Saved.")
     page.get_by_role("button", name="Send test event").click()
     expect(page.locator("#test-answer-pinterest .banner")).to_have_text(
         "Pinterest accepted the test event (HTTP 200). It was sent in test "
         "mode: checked, not recorded."
     )
-    assert [(r.test, r.status) for r in pinterest.requests] == [(True, 200)]
+    assert [(r.test, r.status) for r in pinterest.requests] == [
+        (True, 403),
+        (True, 200),
+    ]
     shot(page, "04-test-event")
 
     # Nothing yet in the counts or the chart.
