@@ -423,7 +423,8 @@ def _pause(
     """The platform refused the credentials: pause the destination, hold the
     events. `relay.deadletters.resume_held` sends what was held once the
     merchant has fixed the settings."""
-    reason = f"{error.reason} (HTTP {error.http_status}): {error.detail}".rstrip(": ")
+    answer = f" (HTTP {error.http_status})" if error.http_status else ""
+    reason = f"{error.reason}{answer}: {error.detail}".rstrip(": ")
     now = runtime.clock.now()
     shop, name = sending.shop.domain, sending.destination.name
     again = []

@@ -7,6 +7,7 @@ their methods; a destination never touches Redis, the database or the queue.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,10 @@ class Setting:
     wrong with a value. `choices`, when given, are the values the setting
     may take, which the admin form offers as a list to pick one from; with
     `multiple`, a comma-separated selection of them, offered as boxes to
-    tick.
+    tick. An `operator` setting is Relay's operator's to set (`relay
+    destinations set`, plugins.toml), never a merchant's: the admin form
+    neither shows nor takes it. Where requests go is one, as a merchant
+    able to set it could make Relay's servers call any address.
     """
 
     name: str
@@ -45,6 +49,7 @@ class Setting:
     help: str = ""
     choices: tuple[str, ...] = ()
     multiple: bool = False
+    operator: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,28 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+# What a platform may quote back of what it was sent, in clear: an email
+# or phone digest is a digest, but an address typed wrong, or the client IP
+# Pinterest takes unhashed, would be in the text.
+_QUOTED_PERSONAL = re.compile(
+    r"[^\s@\"'<>(),;:]+@[^\s@\"'<>(),;:]+"  # an email address
+    r"|\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"  # an IPv4 address
+    r"|\b(?:[0-9A-Fa-f]{1,4}:){3,7}[0-9A-Fa-f]{1,4}\b"  # an IPv6 address
+    r"|[0-9A-Fa-f:]*::[0-9A-Fa-f:]*[0-9A-Fa-f]"  # a shortened IPv6 address
+)
+
+
+def platform_text(text: Any, limit: int = 300) -> str:
+    """A platform's message made safe to log and keep: email and IP
+    addresses it quotes are replaced, and it is cut to `limit` characters.
+
+    Plugins pass every message of the platform's through it before putting
+    it in an exception, a result or a log line.
+    """
+    cleaned = _QUOTED_PERSONAL.sub("[redacted]", str(text))
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
 class Outcome(StrEnum):

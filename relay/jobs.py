@@ -109,17 +109,24 @@ def flush_outbox(shop: str, destination: str) -> None:
     try:
         delivery.send_batch(current, shop, destination, delivery_ids)
     except RetryableDelivery as error:
-        _wait_at_least(error.retry_after)
+        _wait_at_least(error.retry_after, current.config.retry_window_seconds)
         raise
     outbox.done(current, batch, shop, destination)
 
 
-def _wait_at_least(seconds: float | None) -> None:
+def _wait_at_least(seconds: float | None, window: int) -> None:
     """Make RQ's next retry of this job wait at least `seconds` (a 429's
-    Retry-After), in place of its planned backoff when that is shorter."""
+    Retry-After), in place of its planned backoff when that is shorter.
+
+    No longer than the retry `window`: a platform asking for a year would
+    otherwise park the batch past any chance of giving up on it.
+    """
     job = get_current_job()
     if seconds is None or job is None or not job.retries_left:
         return
+    if not math.isfinite(seconds) or seconds <= 0:
+        return
+    seconds = min(seconds, window)
     intervals = list(job.retry_intervals or [0])
     # The index RQ's Job.get_retry_interval will read for the next retry.
     index = max(len(intervals) - job.retries_left, 0)

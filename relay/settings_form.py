@@ -68,8 +68,16 @@ def describe(runtime: Runtime, shop: str, name: str) -> dict[str, Any]:
             "paused": row.paused_reason if row is not None else None,
             "oauth": destination.oauth is not None,
             "connected": connections.is_connected(runtime, shop, name),
-            "fields": [_field(s, values, secrets) for s in destination.settings],
+            "fields": [
+                _field(setting, values, secrets)
+                for setting in merchant_settings(destination)
+            ],
         }
+
+
+def merchant_settings(destination: Destination) -> list[Setting]:
+    """The settings a merchant's form shows and takes: not the operator's."""
+    return [setting for setting in destination.settings if not setting.operator]
 
 
 def _field(
@@ -105,7 +113,7 @@ def check(destination: Destination, body: Any, stored: set[str]) -> Changes:
     given = body.get("values", {})
     if not isinstance(given, dict):
         raise BadInput("values must be an object of setting names to text")
-    declared = {setting.name: setting for setting in destination.settings}
+    declared = {setting.name: setting for setting in merchant_settings(destination)}
     for unknown in sorted(set(given) - set(declared)):
         errors[unknown] = f"{destination.title} has no setting {unknown!r}"
 

@@ -85,10 +85,14 @@ def send(runtime: Runtime, shop: str, name: str) -> dict[str, Any]:
     try:
         (result,) = destination.send_batch([formatted], config)
     except CredentialsRefused as error:
-        message = (
-            f"{title} refused the credentials (HTTP {error.http_status}): "
-            f"{error.detail.rstrip('.')}. Check the ad account id and the token."
-        )
+        if error.http_status is None:
+            message = f"{error.reason}: {error.detail}."
+        else:
+            message = (
+                f"{title} refused the credentials (HTTP {error.http_status}): "
+                f"{error.detail.rstrip('.')}. Check the ad account id and the "
+                "token."
+            )
         return _answer(event, False, error.http_status, message, formatted)
     except PermanentDelivery as error:
         message = (

@@ -120,8 +120,17 @@ class FakePinterest:
             self.requests.append(Received(account, test, body, 0))
             return _reset(request)
         processed = []
-        statuses = answer.get("events") or answer.get("details", {}).get("events")
-        if status in (200, 422) and statuses:
+        details = answer.get("details")
+        statuses = answer.get("events") or (
+            details.get("events") if isinstance(details, dict) else None
+        )
+        # A scripted answer may list events oddly; only a list of one result
+        # per event says which were processed.
+        if (
+            status in (200, 422)
+            and isinstance(statuses, list)
+            and len(statuses) == len(body["data"])
+        ):
             processed = [
                 event["event_id"]
                 for event, result in zip(body["data"], statuses, strict=True)

@@ -85,14 +85,14 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         ("events", "text", False),
         ("value", "text", False),
         ("currency", "text", False),
-        ("api_base", "url", False),
-    ]
+    ]  # api_base is the operator's: never on the merchant's form
     assert form["fields"][1] == {
         "name": "conversion_token",
         "label": "Conversion access token",
         "kind": "secret",
         "required": True,
-        "help": "Ads Manager → Conversions → Conversion access token",
+        "help": "Ads Manager → Conversions → Conversion access token; "
+        "letters, digits and punctuation, no spaces",
         "choices": [],
         "multiple": False,
         "default": None,
@@ -104,10 +104,6 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         (["subtotal", "total"], False, "subtotal"),
         (["buyer", "shop"], False, "buyer"),
     ]
-    assert (form["fields"][6]["value"], form["fields"][6]["default"]) == (
-        None,
-        "https://api.pinterest.com",
-    )
     assert form["fields"][3]["multiple"] is True
     assert form["fields"][3]["choices"] == [
         "checkout",
@@ -148,8 +144,29 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
             },
         ),
         (
-            settings_body(ad_account_id="1", conversion_token="t", api_base="ftp://x"),
-            {"api_base": "API base URL: expected an http(s) URL, got 'ftp://x'"},
+            # Where requests go is the operator's to set: a merchant able to
+            # set it could make Relay's servers call any address.
+            settings_body(
+                ad_account_id="1",
+                conversion_token="t",
+                api_base="http://127.0.0.1:6379/?",
+            ),
+            {"api_base": "Pinterest has no setting 'api_base'"},
+        ),
+        (
+            settings_body(ad_account_id="1", conversion_token="pina_café"),
+            {
+                "conversion_token": "Conversion access token: the value is not "
+                "valid (Ads Manager → Conversions → Conversion access token; "
+                "letters, digits and punctuation, no spaces)"
+            },
+        ),
+        (
+            settings_body(ad_account_id="١٢٣٤", conversion_token="t"),
+            {
+                "ad_account_id": "Ad account ID: '١٢٣٤' is not valid (digits "
+                "only, as shown in Pinterest Ads Manager)"
+            },
         ),
         (
             settings_body(ad_account_id="1", conversion_token="t", pixel_id="9"),
@@ -179,7 +196,9 @@ def test_the_form_describes_pinterests_settings_for_a_shop_not_set_up(
         "account not digits",
         "required missing",
         "unknown event",
-        "not a url",
+        "operator's setting",
+        "token not ascii",
+        "arabic-indic digits",
         "unknown setting",
         "number for boolean",
         "unknown policy",
@@ -219,7 +238,7 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
         ad_account_id=f" {PINTEREST_ACCOUNT} ",
         conversion_token=token,
         events="checkout,add_to_cart",
-        api_base="https://proxy.example/pinterest",
+        tag_id="2612345678901",
     )
     body["consent_policy"] = "strict"
 
@@ -232,7 +251,7 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
     assert row.values == {
         "ad_account_id": PINTEREST_ACCOUNT,
         "events": "checkout,add_to_cart",
-        "api_base": "https://proxy.example/pinterest",
+        "tag_id": "2612345678901",
     }
     assert runtime.keyring.decrypt(row.encrypted_secrets) == {"conversion_token": token}
     assert (row.test_mode, row.enabled) == (True, True)
@@ -263,7 +282,7 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
         client,
         "POST",
         "/api/destinations/pinterest/settings",
-        json=settings_body(ad_account_id="42", conversion_token="", api_base=""),
+        json=settings_body(ad_account_id="42", conversion_token="", tag_id=""),
     )
     assert again.status_code == 200
     row = stored_setting(runtime)

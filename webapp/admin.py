@@ -12,6 +12,7 @@ needs to get a fresh token and retry.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("admin", __name__)
 # Row ids are 32-bit integers on PostgreSQL; a larger one names no row.
 MAX_ROW_ID = 2**31 - 1
+SESSION_TOKEN_HORIZON = 3600  # seconds
 
 
 def relay_runtime() -> Runtime:
@@ -38,13 +40,27 @@ def relay_runtime() -> Runtime:
 
 
 def _shopify_request() -> RequestInput:
-    """The request as the package wants it: raw and complete."""
+    """The request as the package wants it, without its body.
+
+    A session is checked from the headers and the URL alone. Given the body,
+    the package walks it to redact its log, and a deeply nested JSON body
+    made that a RecursionError before the token was even looked at.
+    """
     return {
         "method": flask_request.method,
         "headers": dict(flask_request.headers),
         "url": flask_request.url,
-        "body": flask_request.get_data(as_text=True),
+        "body": "",
     }
+
+
+def request_json() -> Any:
+    """The request's JSON body, or None when it is not JSON (too deeply
+    nested included, which Python's parser refuses with RecursionError)."""
+    try:
+        return flask_request.get_json(silent=True)
+    except RecursionError:
+        return None
 
 
 def _answer(result: Any) -> Response:
@@ -75,8 +91,14 @@ def verify_session() -> tuple[Any, Response | None]:
     if not verified.ok:
         log.info("admin: session token not accepted (%s)", verified.log.code)
         return verified, _answer(verified)
+    claims = verified.id_token.claims or {}
+    if not _expires_soon(claims.get("exp")):
+        # Shopify's session tokens last a minute; the package lets one with
+        # no expiry, or a far one, through.
+        log.warning("admin: session token without a near expiry refused")
+        return verified, Response("Unauthorized", status=401)
     domain = shop_domain(verified.shop)
-    dest = (verified.id_token.claims or {}).get("dest")
+    dest = claims.get("dest")
     if not SHOP_DOMAIN.fullmatch(domain) or dest != f"https://{domain}":
         # Signed with our secret, so from Shopify; but a destination other
         # than a plain https://{shop}.myshopify.com is nothing Relay acts for,
@@ -84,6 +106,14 @@ def verify_session() -> tuple[Any, Response | None]:
         log.warning("admin: session token for a shop that is not a shop")
         return verified, Response("Unauthorized", status=401)
     return verified, None
+
+
+def _expires_soon(expiry: Any) -> bool:
+    """Whether a session token's `exp` is a time within the next hour
+    (Shopify's own tokens expire after a minute; the margin is for clocks)."""
+    if isinstance(expiry, bool) or not isinstance(expiry, (int, float)):
+        return False
+    return expiry <= time.time() + SESSION_TOKEN_HORIZON
 
 
 @blueprint.get("/")

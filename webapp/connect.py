@@ -19,7 +19,7 @@ from relay import conflicts, connections
 from relay.errors import BadInput, ConfigError, PlatformRefused, PlatformUnavailable
 from relay.shopify.api import shop_domain
 from relay.shops import find_shop
-from webapp.admin import bad_request, relay_runtime, verify_session
+from webapp.admin import bad_request, relay_runtime, request_json, verify_session
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def choose(destination: str) -> Response:
     verified, refusal = verify_session()
     if refusal is not None:
         return refusal
-    body = flask_request.get_json(silent=True)
+    body = request_json()
     if not isinstance(body, dict):
         return bad_request("expected a JSON object with account_id")
     account_id, tag_id = body.get("account_id"), body.get("tag_id")
@@ -171,7 +171,7 @@ def acknowledge(destination: str) -> Response:
     verified, refusal = verify_session()
     if refusal is not None:
         return refusal
-    body = flask_request.get_json(silent=True)
+    body = request_json()
     key = body.get("key") if isinstance(body, dict) else None
     if not isinstance(key, str) or not 0 < len(key) <= 200:
         return bad_request("expected a JSON object with the finding's key")

@@ -22,7 +22,13 @@ from relay.models import Shop
 from relay.shopify.api import shop_domain
 from relay.shopify.orders import orders_since
 from relay.shops import find_shop
-from webapp.admin import MAX_ROW_ID, bad_request, relay_runtime, verify_session
+from webapp.admin import (
+    MAX_ROW_ID,
+    bad_request,
+    relay_runtime,
+    request_json,
+    verify_session,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +86,7 @@ def save_settings(name: str) -> Response:
         return unknown
     runtime = relay_runtime()
     try:
-        settings_form.save(runtime, shop, name, flask_request.get_json(silent=True))
+        settings_form.save(runtime, shop, name, request_json())
     except settings_form.InvalidSettings as error:
         response = jsonify(error=error.reason, fields=error.fields)
         response.status_code = 400

@@ -22,6 +22,7 @@ from relay.destinations import (
     Setting,
     SettingKind,
     Skip,
+    platform_text,
 )
 from relay.errors import CredentialsRefused, PermanentDelivery, RetryableDelivery
 from relay.events import Event
@@ -48,7 +49,7 @@ class PinterestDestination(Destination):
             "ad_account_id",
             "Ad account ID",
             required=True,
-            pattern=r"\d{1,18}",
+            pattern=r"[0-9]{1,18}",
             help="digits only, as shown in Pinterest Ads Manager",
         ),
         Setting(
@@ -56,12 +57,15 @@ class PinterestDestination(Destination):
             "Conversion access token",
             kind=SettingKind.SECRET,
             required=True,
-            help="Ads Manager → Conversions → Conversion access token",
+            # Sent in an HTTP header: printable ASCII only.
+            pattern=r"[!-~]{1,2000}",
+            help="Ads Manager → Conversions → Conversion access token; "
+            "letters, digits and punctuation, no spaces",
         ),
         Setting(
             "tag_id",
             "Pinterest Tag ID",
-            pattern=r"\d{1,18}",
+            pattern=r"[0-9]{1,18}",
             help="digits only; the tag a browser Pinterest Tag on the store uses, "
             "compared by the conflict check",
         ),
@@ -99,6 +103,7 @@ class PinterestDestination(Destination):
             kind=SettingKind.URL,
             default=API_BASE,
             help="change only to send through a proxy",
+            operator=True,
         ),
     )
 
@@ -139,6 +144,14 @@ class PinterestDestination(Destination):
             response = self._http().post(
                 url, params=params, headers=headers, json=self.request_body(batch)
             )
+        except UnicodeEncodeError:
+            # A token saved before tokens were checked, or by hand: held
+            # until the merchant pastes it again, rather than retried.
+            raise CredentialsRefused(
+                "Pinterest conversion token cannot be sent",
+                detail="it holds characters an HTTP header cannot carry; "
+                "paste the token again",
+            ) from None
         except httpx.TransportError as error:
             log.warning(
                 "pinterest POST ad account %s: %d events, no answer: %s",
@@ -222,8 +235,8 @@ def _per_event(
                 event_id=formatted.event_id,
                 outcome=Outcome.SENT if processed else Outcome.FAILED,
                 http_status=status,
-                error=answer.get("error_message") or None,
-                warning=answer.get("warning_message") or None,
+                error=_quoted(answer.get("error_message")),
+                warning=_quoted(answer.get("warning_message")),
             )
         )
     return results
@@ -239,8 +252,12 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 def _message(body: dict[str, Any], response: httpx.Response) -> str:
     if "message" in body:
-        return f"{body.get('code')}: {body['message']}"
-    return response.text[:200]
+        return platform_text(f"{body.get('code')}: {body['message']}")
+    return platform_text(response.text, limit=200)
+
+
+def _quoted(message: Any) -> str | None:
+    return platform_text(message) if message else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
