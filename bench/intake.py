@@ -95,6 +95,7 @@ def main() -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept when the run failed
     report(results, args)
 
 

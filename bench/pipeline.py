@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,15 +73,20 @@ def main() -> None:
 
 
 def run(mode: str, orders: int, batch_size: int) -> dict[str, object]:
+    # The fake Pinterest's server would log each request it answers.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     folder = Path(tempfile.mkdtemp(prefix="relay-bench-pipeline-"))
     redis_server = EmbeddedRedis(folder / "redis")
     fake_server = HTTPServer()
     fake_server.start()
     try:
-        return _run(mode, orders, batch_size, folder, redis_server.url, fake_server)
+        result = _run(mode, orders, batch_size, folder, redis_server.url, fake_server)
     finally:
         fake_server.stop()
         redis_server.stop()
+    # Kept when the run failed: the worker's log is in it.
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
 
 
 def _run(

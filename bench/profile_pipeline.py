@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -59,6 +60,7 @@ def main() -> None:
     finally:
         fake_server.stop()
         redis_server.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # kept when the run failed
 
 
 def _runtime(folder: Path, redis_url: str) -> Runtime:

@@ -186,7 +186,10 @@ def recent_deliveries(
                 f" since {wanted.since:%Y-%m-%d %H:%M} UTC" if wanted.since else ""
             )
         for row in rows:
-            detail = row.reason or row.error or row.warning or ""
+            # Relay's reason, then the platform's own words.
+            detail = "; ".join(
+                text for text in (row.reason, row.error, row.warning) if text
+            )
             http = row.http_status if row.http_status is not None else "-"
             keys = ",".join(row.match_keys or []) or "-"
             yield (
@@ -261,13 +264,22 @@ def delivery_summary(
             select(
                 Delivery.destination,
                 Delivery.status,
-                Delivery.reason,
+                # An event the platform refused alone has its words, no reason.
+                func.coalesce(Delivery.reason, Delivery.error),
                 func.count(Delivery.id),
             )
             .join(Shop, Delivery.shop_id == Shop.id)
             .where(Delivery.created_at >= since)
-            .group_by(Delivery.destination, Delivery.status, Delivery.reason)
-            .order_by(Delivery.destination, Delivery.status, Delivery.reason)
+            .group_by(
+                Delivery.destination,
+                Delivery.status,
+                func.coalesce(Delivery.reason, Delivery.error),
+            )
+            .order_by(
+                Delivery.destination,
+                Delivery.status,
+                func.coalesce(Delivery.reason, Delivery.error),
+            )
         )
         if shop_domain:
             query = query.where(Shop.domain == shop_domain)

@@ -298,7 +298,7 @@ def _queue_conflict_check(config: Config, shop: str, name: str) -> None:
         )
         return
     if resumed:
-        click.echo(f"{resumed} held deliveries queued again")
+        click.echo(f"{_deliveries(resumed, 'held')} queued again")
     click.echo("conflict check queued")
 
 
@@ -517,9 +517,9 @@ def retry(
         raise click.ClickException(f"no destination {destination!r}")
     done = retry_failed(runtime, shop, destination, _time_option(since))
     click.echo(
-        f"{done.queued} failed deliveries queued again"
+        f"{_deliveries(done.queued, 'failed')} queued again"
         + (f"; {done.expired} not, their event expired" if done.expired else "")
-        + (f"; {done.resumed} held deliveries resumed" if done.resumed else "")
+        + (f"; {_deliveries(done.resumed, 'held')} resumed" if done.resumed else "")
     )
 
 
@@ -635,6 +635,10 @@ def _runtime(config: Config) -> Any:
             "(it runs an embedded Redis)"
         )
     return Runtime.build(config, redis_url=url)
+
+
+def _deliveries(count: int, kind: str) -> str:
+    return f"{count} {kind} {'delivery' if count == 1 else 'deliveries'}"
 
 
 def _time_option(text: str | None) -> datetime | None:

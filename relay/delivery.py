@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rq import get_current_job
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
@@ -395,7 +396,7 @@ def _retrying(
             runtime.config.retry_window_seconds,
             error.reason,
         )
-    if retrying:
+    if retrying and _retries_left():
         log.warning(
             "%s batch for %s: %s will be retried: %s",
             name,
@@ -404,6 +405,14 @@ def _retrying(
             error.reason,
         )
     return len(retrying)
+
+
+def _retries_left() -> bool:
+    """Whether RQ will run this job again (true outside a job: a caller
+    that is not RQ decides for itself). On the last attempt `give_up`
+    says what happened instead."""
+    job = get_current_job()
+    return job is None or bool(job.retries_left)
 
 
 def _events(count: int) -> str:

@@ -139,13 +139,18 @@ def check(destination: Destination, body: Any, stored: set[str]) -> Changes:
 def _check_field(setting: Setting, raw: Any, stored: bool) -> tuple[str | None, Any]:
     """What is wrong with one field, or its typed value.
 
-    The value is None to leave the field as it is (not given; a secret left
-    empty; a required one left empty that the shop has), and CLEAR for an
-    optional field emptied, which then takes its default.
+    The value is None to leave the field as it is (not given, or a saved
+    secret left empty), and CLEAR for an optional field emptied, which then
+    takes its default.
     """
     empty = raw is None or (isinstance(raw, str) and not raw.strip())
     if empty and setting.required:
-        return (None, None) if stored else (f"{setting.label} is required", None)
+        # A saved secret is never shown, so an empty box keeps it; a shown
+        # value the merchant emptied is a mistake to point out, not ignore.
+        keeps = raw is None or setting.kind == SettingKind.SECRET
+        if stored and keeps:
+            return None, None
+        return f"{setting.label} is required", None
     if raw is None or (empty and setting.kind == SettingKind.SECRET):
         return None, None
     if empty and setting.choices:

@@ -78,9 +78,11 @@ class RelayWorker(Worker):
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         if isinstance(exc_info[1], (RetryableDelivery, ShopifyUnavailable)):
-            log.info(
-                "job %s: platform or network failure, left to RQ's retries", job.id
-            )
+            if job.retries_left:
+                log.info(
+                    "job %s: platform or network failure, left to RQ's retries",
+                    job.id,
+                )
             return
         super().handle_exception(job, *exc_info)
 

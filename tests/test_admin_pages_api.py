@@ -287,6 +287,19 @@ def test_saving_stores_the_token_encrypted_and_never_shows_it_again(
     assert again.status_code == 200
     row = stored_setting(runtime)
     assert row.values == {"ad_account_id": "42", "events": "checkout,add_to_cart"}
+
+    # A shown required value emptied is pointed out, not silently kept.
+    emptied = call(
+        client,
+        "POST",
+        "/api/destinations/pinterest/settings",
+        json=settings_body(ad_account_id="", conversion_token=""),
+    )
+    assert (emptied.status_code, emptied.json["fields"]) == (
+        400,
+        {"ad_account_id": "Ad account ID is required"},
+    )
+    assert stored_setting(runtime).values["ad_account_id"] == "42"
     assert runtime.keyring.decrypt(row.encrypted_secrets) == {"conversion_token": token}
 
 

@@ -155,7 +155,7 @@ def test_refused_credentials_pause_the_destination_and_hold_its_events(
 
 
 def test_event_pinterest_finds_too_old_is_failed_with_its_message(
-    client, runtime, pinterest, connected_shop, clock
+    client, runtime, pinterest, connected_shop, clock, cli_env
 ):
     # Relay thinks the order is 6.5 days old; Pinterest's clock is a day ahead.
     clock.advance(timedelta(days=6, hours=12))
@@ -169,6 +169,10 @@ def test_event_pinterest_finds_too_old_is_failed_with_its_message(
     assert delivery.error.startswith(
         "Invalid event_timestamp parameter. Given timestamp is in the past."
     )
+    # Refused alone, it has no reason of Relay's: the summary counts it
+    # under Pinterest's words.
+    summary = invoke(cli_env, "deliveries", "--summary", "--since", "2000-01-01")
+    assert summary.output == f"pinterest failed: 1 ({delivery.error})\n"
 
 
 def test_retryable_error_carries_retry_after_from_a_429(
@@ -247,11 +251,15 @@ def test_relay_retry_sends_failed_deliveries_again_with_their_event_ids(
     assert (failed.status, failed.http_status) == ("failed", 400)
     listed = relay(cli_env, redis_url, "deliveries", "--failed")
     assert "purchase 6123456789012 failed http=400" in listed
+    # Relay's reason, then Pinterest's own words.
+    assert listed.endswith(
+        "(Pinterest refused the request; 4196: The request was invalid.)\n"
+    )
 
     output = relay(cli_env, redis_url, "retry", "--shop", "example-shop.myshopify.com")
     work(runtime)
 
-    assert output == "1 failed deliveries queued again\n"
+    assert output == "1 failed delivery queued again\n"
     delivery = the_delivery(runtime)
     assert (delivery.status, delivery.http_status, delivery.attempts) == (
         "sent",

@@ -195,7 +195,7 @@ def test_test_mode_destination_is_paused_and_resumed(
     hold_one(client, runtime, pinterest)
     result = run(cli_env, "retry")
     work(runtime)
-    assert "1 held deliveries resumed" in result.output
+    assert "1 held delivery resumed" in result.output
     assert [r.test for r in pinterest.requests] == [True, True]
     assert rows(runtime)[0][1] == "sent"
 

@@ -193,6 +193,33 @@ def test_secret_reference_in_plugins_toml_resolves_from_the_environment(tmp_path
     }
 
 
+@pytest.mark.parametrize(
+    ("environ", "api_base"),
+    [
+        ({}, "https://api.pinterest.com"),
+        (
+            {"RELAY_PINTEREST_API_BASE": "http://127.0.0.1:8081"},
+            "http://127.0.0.1:8081",
+        ),
+    ],
+)
+def test_the_shipped_plugins_toml_sends_where_relay_pinterest_api_base_says(
+    environ, api_base
+):
+    plugins = Plugins.load(Path(__file__).parent.parent / "plugins.toml")
+
+    config = plugins.config_for(
+        SHOP,
+        "pinterest",
+        {"ad_account_id": "1"},
+        {"conversion_token": "t"},
+        False,
+        environ=environ,
+    )
+
+    assert config.get("api_base") == api_base
+
+
 def test_shop_settings_override_plugins_toml_defaults(tmp_path):
     toml = tmp_path / "plugins.toml"
     toml.write_text('[destinations.pinterest]\napi_base = "https://proxy.example"\n')

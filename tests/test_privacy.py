@@ -422,7 +422,11 @@ def test_customer_redact_drops_a_pending_retry_of_their_delivery(
     work(runtime)
     scheduled = ScheduledJobRegistry(queue=runtime.queue)
     (job_id,) = scheduled.get_job_ids()
-    assert runtime.redis.lrange(keys.batch(job_id), 0, -1) == [b"1"]
+    with runtime.db.session() as session:
+        delivery_id = session.scalars(select(Delivery.id)).one()
+    assert runtime.redis.lrange(keys.batch(job_id), 0, -1) == [
+        str(delivery_id).encode()
+    ]
 
     post_fixture(client, "customers_redact.json")
     work(runtime)
