@@ -256,9 +256,9 @@ def test_a_connection_reset_mid_request_is_retried(
     assert dict(pinterest.delivered) == sent_once(ids)
 
 
-def test_retries_stop_after_the_window_and_the_log_says_so(
-    client, runtime, pinterest, connected_shop, clock
-):
+def failing_past_the_window(client, runtime, pinterest, clock) -> str:
+    """An order Pinterest answers 503 to, retried until the window (24 h)
+    has passed; returns its event id."""
     pinterest.forced = (503, {"code": 4197, "message": "down"})
     (order_id,) = post_orders(client, 1)
     work(runtime)
@@ -266,6 +266,13 @@ def test_retries_stop_after_the_window_and_the_log_says_so(
     ((_, due_in),) = scheduled(runtime)
     run_due(runtime, after=due_in + 1)
     work(runtime)
+    return order_id
+
+
+def test_retries_stop_after_the_window_and_the_log_says_so(
+    client, runtime, pinterest, connected_shop, clock
+):
+    order_id = failing_past_the_window(client, runtime, pinterest, clock)
 
     assert log(runtime) == [
         (
@@ -315,13 +322,7 @@ def test_a_batch_first_sent_after_the_window_fails_for_good_at_once(
 def test_relay_retry_gives_a_dead_letter_a_whole_new_window(
     client, runtime, pinterest, connected_shop, clock
 ):
-    pinterest.forced = (503, {"code": 4197, "message": "down"})
-    (order_id,) = post_orders(client, 1)
-    work(runtime)
-    clock.advance(timedelta(hours=24, minutes=1))
-    ((_, due_in),) = scheduled(runtime)
-    run_due(runtime, after=due_in + 1)
-    work(runtime)
+    order_id = failing_past_the_window(client, runtime, pinterest, clock)
     assert log(runtime)[0][1] == "failed"
 
     # Sent again by hand while Pinterest is still down: retried, not failed.

@@ -53,6 +53,15 @@ def _unknown(name: str) -> Response | None:
     return _error(404, f"no destination named {name}")
 
 
+def _session_shop_for(name: str) -> str | Response:
+    """The verified session's shop, or the refusal to answer with when the
+    session or destination `name` is not one Relay knows."""
+    shop = _session_shop()
+    if isinstance(shop, Response):
+        return shop
+    return _unknown(name) or shop
+
+
 @blueprint.get("/api/destinations")
 def destinations() -> Response:
     shop = _session_shop()
@@ -67,23 +76,18 @@ def destinations() -> Response:
 
 @blueprint.get("/api/destinations/<name>/settings")
 def settings(name: str) -> Response:
-    shop = _session_shop()
+    shop = _session_shop_for(name)
     if isinstance(shop, Response):
         return shop
-    return _unknown(name) or jsonify(
-        settings_form.describe(relay_runtime(), shop, name)
-    )
+    return jsonify(settings_form.describe(relay_runtime(), shop, name))
 
 
 @blueprint.post("/api/destinations/<name>/settings")
 def save_settings(name: str) -> Response:
     """Save the form; 400 with a message per field when any is wrong."""
-    shop = _session_shop()
+    shop = _session_shop_for(name)
     if isinstance(shop, Response):
         return shop
-    unknown = _unknown(name)
-    if unknown is not None:
-        return unknown
     runtime = relay_runtime()
     try:
         settings_form.save(runtime, shop, name, request_json())
@@ -106,12 +110,9 @@ def save_settings(name: str) -> Response:
 
 @blueprint.post("/api/destinations/<name>/test-event")
 def send_test_event(name: str) -> Response:
-    shop = _session_shop()
+    shop = _session_shop_for(name)
     if isinstance(shop, Response):
         return shop
-    unknown = _unknown(name)
-    if unknown is not None:
-        return unknown
     try:
         return jsonify(testevent.send(relay_runtime(), shop, name))
     except testevent.NotReady as error:
