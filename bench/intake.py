@@ -149,7 +149,9 @@ def measure(
         server_log.close()
 
 
-def _wrk(name, port, body, headers, args, folder) -> Result:  # type: ignore[no-untyped-def]
+def _wrk(  # type: ignore[no-untyped-def]
+    name, port, body, headers, args, folder
+) -> Result:
     script = folder / f"wrk-{port}.lua"
     lines = [f'ID = "{port}-{time.time_ns()}"', 'wrk.method = "POST"']
     lines.append(f"wrk.body = {_lua_string(body.decode())}")
@@ -176,11 +178,18 @@ def _wrk(name, port, body, headers, args, folder) -> Result:  # type: ignore[no-
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return Result(
         name,
-        float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),  # type: ignore[union-attr]
-        _wrk_ms(re.search(r"50%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
-        _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", output).group(1)),  # type: ignore[union-attr]
+        float(_wrk_figure(r"Requests/sec:\s+([\d.]+)", output)),
+        _wrk_ms(_wrk_figure(r"50%\s+([\d.]+\w+)", output)),
+        _wrk_ms(_wrk_figure(r"99%\s+([\d.]+\w+)", output)),
         int(non_2xx.group(1)) if non_2xx else 0,
     )
+
+
+def _wrk_figure(pattern: str, output: str) -> str:
+    found = re.search(pattern, output)
+    if found is None:
+        raise SystemExit(f"wrk printed no {pattern!r}:\n{output}")
+    return found.group(1)
 
 
 def _python_load(name, port, body, headers, args) -> Result:  # type: ignore[no-untyped-def]

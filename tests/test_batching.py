@@ -256,6 +256,14 @@ def test_a_connection_reset_mid_request_is_retried(
     assert dict(pinterest.delivered) == sent_once(ids)
 
 
+GAVE_UP_ON_503 = (
+    "failed",
+    "gave up after retrying: Pinterest server error",
+    503,
+    "4197: down",
+)
+
+
 def failing_past_the_window(client, runtime, pinterest, clock) -> str:
     """An order Pinterest answers 503 to, retried until the window (24 h)
     has passed; returns its event id."""
@@ -274,15 +282,7 @@ def test_retries_stop_after_the_window_and_the_log_says_so(
 ):
     order_id = failing_past_the_window(client, runtime, pinterest, clock)
 
-    assert log(runtime) == [
-        (
-            order_id,
-            "failed",
-            "gave up after retrying: Pinterest server error",
-            503,
-            "4197: down",
-        )
-    ]
+    assert log(runtime) == [(order_id, *GAVE_UP_ON_503)]
     assert scheduled(runtime) == []  # nothing left to retry
     assert len(pinterest.requests) == 1  # given up without asking again
 
@@ -300,15 +300,7 @@ def test_a_batch_first_sent_after_the_window_fails_for_good_at_once(
     assert run_due(runtime, after=3) == 1
     work(runtime)
 
-    assert log(runtime) == [
-        (
-            order_id,
-            "failed",
-            "gave up after retrying: Pinterest server error",
-            503,
-            "4197: down",
-        )
-    ]
+    assert log(runtime) == [(order_id, *GAVE_UP_ON_503)]
     assert scheduled(runtime) == []
     assert len(pinterest.requests) == 1
     (given_up,) = [line for line in process_log().splitlines() if "good" in line]
