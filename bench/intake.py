@@ -192,7 +192,9 @@ def _wrk_figure(pattern: str, output: str) -> str:
     return found.group(1)
 
 
-def _python_load(name, port, body, headers, args) -> Result:  # type: ignore[no-untyped-def]
+def _python_load(  # type: ignore[no-untyped-def]
+    name, port, body, headers, args
+) -> Result:
     latencies: list[float] = []
     failures = [0]
     deadline = time.monotonic() + args.seconds
